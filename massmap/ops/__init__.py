@@ -1,0 +1,1 @@
+"""Pure JAX physics on flat-sky grids (no I/O)."""
