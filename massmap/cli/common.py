@@ -1,0 +1,53 @@
+"""Shared pieces of the CLI: the group, config options, and one-line error handling."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import click
+
+from massmap import __version__
+from massmap.config import ConfigError, load_config
+from massmap.io.output import InputError
+
+# Errors raised for bad user input: printed as one line, exit status 2, no traceback.
+USER_ERRORS = (ConfigError, InputError, FileNotFoundError)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="massmap")
+def main() -> None:
+    """massmap: weak-lensing shear catalogs to convergence (mass) maps."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def config_options(f):
+    """``--config FILE`` (repeatable, later wins) and ``--set key=value`` (repeatable)."""
+    f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override one config key, e.g. --set grid.npix=64 (repeatable).")(f)
+    f = click.option("--config", "config_files", multiple=True, type=click.Path(dir_okay=False),
+                     metavar="FILE", help="YAML config file (repeatable; later files win).")(f)
+    return f
+
+
+def resolve_config(config_files, overrides):
+    return load_config(config_files, overrides)
+
+
+def user_errors(f):
+    """Turn user-input errors into ``massmap: error: <one line>`` and exit status 2."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except USER_ERRORS as err:
+            msg = str(err).splitlines()[0] if str(err) else err.__class__.__name__
+            click.echo(f"massmap: error: {msg}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("massmap: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper

@@ -1,0 +1,55 @@
+"""``massmap reconstruct`` and ``massmap mock-catalog``."""
+from __future__ import annotations
+
+import click
+
+from massmap.cli.common import config_options, main, resolve_config, user_errors
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output FITS file.")
+@click.option("--method", default="all", show_default=True,
+              help="ks, wiener, or all (comma-separated lists work too).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--no-plot", is_flag=True, help="Skip the PNG preview.")
+@config_options
+@user_errors
+def reconstruct(input_path, output, method, overwrite, no_plot, config_files, overrides):
+    """Mass maps from a FITS shear catalog (or a binned shear map)."""
+    from massmap.pipeline.reconstruct import run_reconstruct
+
+    config = resolve_config(config_files, overrides)
+    info = run_reconstruct(config, input_path, output, method=method, overwrite=overwrite, plot=not no_plot)
+    g = info["grid"]
+    if info.get("input_kind") == "catalog":
+        click.echo(f"read {info['rows_read']} rows, used {info['rows_used']} "
+                   f"(dropped {info['rows_dropped']}, outside grid {info['rows_outside_grid']}); "
+                   f"sigma_e = {info['sigma_e']:.3f}")
+        for note in info.get("notes", []):
+            click.echo(f"  {note}")
+    click.echo(f"grid {g.ny}x{g.nx} at {g.pixel_size_arcmin:g} arcmin, centre RA {g.center_ra:.4f} Dec {g.center_dec:.4f}")
+    if "wiener_solver" in info:
+        extra = ""
+        if "wiener_iterations" in info:
+            extra = f": {info['wiener_iterations']} iterations, residual {info['wiener_residual']:.1e}"
+        click.echo(f"Wiener ({info['wiener_cl']}) by {info['wiener_solver']}{extra}")
+    click.echo(f"wrote {info['output']} ({', '.join(info['maps'])})")
+
+
+@main.command("mock-catalog")
+@click.argument("kappa_path", metavar="KAPPA", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output catalog (FITS).")
+@click.option("--truth-out", type=click.Path(dir_okay=False), help="Also write the truth κ map (FITS).")
+@click.option("--index", type=int, default=None, help="Map index in an HDF5 map set.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@config_options
+@user_errors
+def mock_catalog(kappa_path, output, truth_out, index, overwrite, config_files, overrides):
+    """A mock shear catalog (RA, DEC, E1, E2, WEIGHT) drawn from a κ map."""
+    from massmap.pipeline.mock import run_mock_catalog
+
+    config = resolve_config(config_files, overrides)
+    info = run_mock_catalog(config, kappa_path, output, truth_out=truth_out, index=index, overwrite=overwrite)
+    click.echo(f"wrote {info['output']} ({info['n_galaxies']} galaxies)"
+               + (f" and {info['truth']}" if info["truth"] else ""))

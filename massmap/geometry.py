@@ -1,0 +1,97 @@
+"""The flat-sky map grid: a gnomonic (TAN) projection with RA increasing to the left (CDELT1 < 0).
+
+Pixel (x, y) = (column, row), 0-based, pixel centres at integers. x grows towards West (decreasing RA),
+y towards North: the native shear frame of massmap (docs/conventions.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+from massmap.config.schema import GridConfig
+from massmap.io.output import InputError
+
+
+@dataclass(frozen=True)
+class FlatGrid:
+    center_ra: float  # deg
+    center_dec: float  # deg
+    pixel_size_arcmin: float
+    ny: int
+    nx: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.ny, self.nx)
+
+    def wcs(self) -> WCS:
+        """The 2-D celestial WCS of the grid (RA---TAN, DEC--TAN, CDELT1 < 0)."""
+        w = WCS(naxis=2)
+        w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        w.wcs.cunit = ["deg", "deg"]
+        w.wcs.crval = [self.center_ra % 360.0, self.center_dec]
+        w.wcs.crpix = [(self.nx + 1) / 2.0, (self.ny + 1) / 2.0]
+        d = self.pixel_size_arcmin / 60.0
+        w.wcs.cdelt = [-d, d]
+        w.wcs.radesys = "ICRS"
+        w.wcs.set()
+        return w
+
+    def world_to_pixel(self, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """0-based pixel coordinates (x, y) of sky positions in degrees."""
+        x, y = self.wcs().wcs_world2pix(np.asarray(ra, float), np.asarray(dec, float), 0)
+        return x, y
+
+    def pixel_to_world(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(RA, Dec) in degrees, RA in [0, 360), of 0-based pixel coordinates."""
+        ra, dec = self.wcs().wcs_pix2world(np.asarray(x, float), np.asarray(y, float), 0)
+        return np.mod(ra, 360.0), dec
+
+
+def grid_from_wcs(wcs: WCS, shape: tuple[int, int]) -> FlatGrid:
+    """The FlatGrid of an image with a celestial TAN WCS with square pixels (one-line error otherwise)."""
+    cel = wcs.celestial
+    if cel.naxis != 2 or not cel.wcs.ctype[0].startswith("RA") or "TAN" not in cel.wcs.ctype[0]:
+        raise InputError(f"WCS must be a 2-D celestial RA---TAN/DEC--TAN projection, got {list(cel.wcs.ctype)}")
+    scales = np.abs(proj_plane_pixel_scales(cel)) * 60.0  # deg → arcmin
+    if not np.isclose(scales[0], scales[1], rtol=1e-6):
+        raise InputError(f"pixels must be square, got {scales[0]:.6g} x {scales[1]:.6g} arcmin")
+    ny, nx = shape
+    ra, dec = cel.wcs_pix2world([(nx - 1) / 2.0], [(ny - 1) / 2.0], 0)
+    grid = FlatGrid(float(ra[0]) % 360.0, float(dec[0]), float(scales[0]), ny, nx)
+    # The image frame must be the native one (x towards decreasing RA); check the sign of CDELT1/PC.
+    x0, y0 = grid.world_to_pixel(*cel.wcs_pix2world([(nx - 1) / 2.0 + 1.0], [(ny - 1) / 2.0], 0))
+    if not (np.isclose(x0[0], (nx - 1) / 2.0 + 1.0, atol=1e-3) and np.isclose(y0[0], (ny - 1) / 2.0, atol=1e-3)):
+        raise InputError("image WCS must be North-up, East-left (CDELT1 < 0, no rotation)")
+    return grid
+
+
+def _circular_mean_deg(angles: np.ndarray) -> float:
+    a = np.deg2rad(angles)
+    return float(np.rad2deg(np.arctan2(np.mean(np.sin(a)), np.mean(np.cos(a)))) % 360.0)
+
+
+def grid_from_catalog(ra: np.ndarray, dec: np.ndarray, cfg: GridConfig) -> FlatGrid:
+    """The grid of the config, with the centre and size derived from the catalog where not given.
+
+    The centre is the middle of the catalog's RA/Dec extent (RA taken relative to its circular mean,
+    so fields across RA = 0/360 work); npix just covers every galaxy.
+    """
+    if cfg.center is not None:
+        ra0, dec0 = float(cfg.center[0]) % 360.0, float(cfg.center[1])
+    else:
+        mean = _circular_mean_deg(ra)
+        dra = (np.asarray(ra) - mean + 180.0) % 360.0 - 180.0
+        ra0 = (mean + 0.5 * (dra.min() + dra.max())) % 360.0
+        dec0 = 0.5 * (float(np.min(dec)) + float(np.max(dec)))
+    if cfg.npix is not None:
+        return FlatGrid(ra0, dec0, cfg.pixel_size_arcmin, cfg.npix, cfg.npix)
+    probe = FlatGrid(ra0, dec0, cfg.pixel_size_arcmin, 1, 1)
+    x, y = probe.world_to_pixel(ra, dec)
+    half = float(np.max(np.abs(np.concatenate([x, y]))))
+    npix = int(np.ceil(2 * half + 1.0))
+    npix += npix % 2  # even sizes keep the centre on a pixel corner, as in FFT-friendly grids
+    return FlatGrid(ra0, dec0, cfg.pixel_size_arcmin, npix, npix)

@@ -1,0 +1,228 @@
+"""Shear catalogs: FITS binary tables → calibrated, selected ellipticities → binned shear maps.
+
+Column lookup is case-insensitive and knows the usual survey spellings. Rows with NaN/inf values or
+|e| > 1 are dropped and counted. Calibration follows the usual estimator
+γ_pixel = Σ w (e − c) / Σ w (1 + m) R, with constant or per-object m, c and (metacalibration) R.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from massmap.config.schema import CatalogConfig
+from massmap.geometry import FlatGrid
+from massmap.io.output import InputError
+
+# Usual spellings tried (case-insensitively) when a column is not named in the config.
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "ra": ("RA", "ALPHA_J2000", "ALPHAWIN_J2000", "RA_DEG", "RAJ2000", "X_WORLD", "RA_GAL"),
+    "dec": ("DEC", "DELTA_J2000", "DELTAWIN_J2000", "DEC_DEG", "DEJ2000", "Y_WORLD", "DEC_GAL"),
+    "e1": ("E1", "E_1", "G1", "GAMMA1", "SHEAR1", "E1_CAL", "MCAL_E1"),
+    "e2": ("E2", "E_2", "G2", "GAMMA2", "SHEAR2", "E2_CAL", "MCAL_E2"),
+    "weight": ("WEIGHT", "WEIGHTS", "W", "LENSFIT_WEIGHT", "SHAPE_WEIGHT"),
+}
+
+
+@dataclass
+class ShearCatalog:
+    """Calibrated galaxies of one catalog (after selection and cleaning)."""
+
+    path: str
+    ra: np.ndarray
+    dec: np.ndarray
+    e1: np.ndarray  # e − c, after flips (numerator terms)
+    e2: np.ndarray
+    weight: np.ndarray
+    response: np.ndarray  # (1 + m) R per object, per component: shape (2, n)
+    n_read: int
+    n_dropped: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return int(self.ra.size)
+
+
+def _find_table_hdu(hdul: fits.HDUList, path: str) -> fits.BinTableHDU:
+    for hdu in hdul:
+        if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):
+            return hdu
+    raise InputError(f"'{path}' holds no FITS table (expected a binary-table shear catalog)")
+
+
+def _lookup(names: list[str], wanted: str | None, role: str, path: str, required: bool = True) -> str | None:
+    """Find a column case-insensitively: the configured name, else the usual aliases of ``role``."""
+    upper = {n.upper(): n for n in names}
+    if wanted is not None:
+        if wanted.upper() in upper:
+            return upper[wanted.upper()]
+        raise InputError(f"catalog '{path}' has no column '{wanted}' (catalog.columns.{role}); "
+                         f"available: {', '.join(names)}")
+    for alias in COLUMN_ALIASES.get(role, ()):
+        if alias.upper() in upper:
+            return upper[alias.upper()]
+    if required:
+        raise InputError(f"catalog '{path}' has no {role} column (tried {', '.join(COLUMN_ALIASES[role])}; "
+                         f"set catalog.columns.{role}); available: {', '.join(names)}")
+    return None
+
+
+def open_fits(path: str | Path) -> fits.HDUList:
+    """Open a FITS file with one-line errors for missing or non-FITS files."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input file '{p}' does not exist")
+    if p.is_dir():
+        raise InputError(f"input '{p}' is a directory, not a FITS file")
+    try:
+        hdul = fits.open(p, memmap=False)
+        hdul.verify("silentfix")
+        _ = len(hdul)
+    except (OSError, ValueError, TypeError) as err:
+        raise InputError(f"'{p}' is not a readable FITS file ({str(err).splitlines()[0][:80]})") from None
+    return hdul
+
+
+def read_catalog(path: str | Path, cfg: CatalogConfig) -> ShearCatalog:
+    """Read, select, clean and calibrate a FITS shear catalog."""
+    path = str(path)
+    with open_fits(path) as hdul:
+        hdu = _find_table_hdu(hdul, path)
+        data = hdu.data
+        names = list(hdu.columns.names) if hdu.columns is not None else []
+        if data is None or len(data) == 0:
+            raise InputError(f"catalog '{path}' has no rows")
+        cols = cfg.columns
+
+        def column(role, wanted, required=True):
+            name = _lookup(names, wanted, role, path, required)
+            if name is None:
+                return None
+            values = np.asarray(data[name])
+            if values.ndim != 1 or not np.issubdtype(values.dtype, np.number):
+                raise InputError(f"catalog '{path}': column '{name}' must be a numeric scalar column")
+            return values.astype(np.float64)
+
+        ra = column("ra", cols.ra)
+        dec = column("dec", cols.dec)
+        e1 = column("e1", cols.e1)
+        e2 = column("e2", cols.e2)
+        w = column("weight", cols.weight, required=False)
+        m = column("m", cols.m) if cols.m else None
+        c1 = column("c1", cols.c1) if cols.c1 else None
+        c2 = column("c2", cols.c2) if cols.c2 else None
+        r11 = column("r11", cols.r11) if cols.r11 else None
+        r22 = column("r22", cols.r22) if cols.r22 else None
+        sel = None
+        if cfg.select.column is not None:
+            sel = column("select", cfg.select.column)
+    n_read = ra.size
+    notes: list[str] = []
+
+    keep = np.ones(n_read, bool)
+    if sel is not None:
+        lo = -np.inf if cfg.select.min is None else cfg.select.min
+        hi = np.inf if cfg.select.max is None else cfg.select.max
+        keep &= (sel >= lo) & (sel < hi)
+        if not keep.any():
+            raise InputError(f"catalog '{path}': selection {lo} <= {cfg.select.column} < {hi} keeps no rows")
+        notes.append(f"selected {int(keep.sum())} of {n_read} rows by {cfg.select.column}")
+
+    w = np.ones(n_read) if w is None else w
+    m = np.full(n_read, cfg.m) if m is None else m
+    c1 = np.full(n_read, cfg.c1) if c1 is None else c1
+    c2 = np.full(n_read, cfg.c2) if c2 is None else c2
+    r11 = np.ones(n_read) if r11 is None else r11
+    r22 = np.ones(n_read) if r22 is None else r22
+
+    stack = np.vstack([ra, dec, e1, e2, w, m, c1, c2, r11, r22])
+    finite = np.all(np.isfinite(stack), axis=0)
+    good = finite & (np.hypot(e1, e2) <= 1.0) & (w >= 0) & (dec >= -90) & (dec <= 90)
+    n_bad = int((keep & ~good).sum())
+    keep &= good
+    if n_bad:
+        notes.append(f"dropped {n_bad} rows with NaN/inf values, |e| > 1, negative weight or bad Dec")
+    if not keep.any():
+        raise InputError(f"catalog '{path}': no usable rows left after cleaning ({n_bad} dropped)")
+
+    s1 = -1.0 if cfg.flip_e1 else 1.0
+    s2 = -1.0 if cfg.flip_e2 else 1.0
+    e1c = s1 * (e1[keep] - c1[keep])
+    e2c = s2 * (e2[keep] - c2[keep])
+    resp = np.vstack([(1.0 + m[keep]) * r11[keep], (1.0 + m[keep]) * r22[keep]])
+    wk = w[keep]
+    if not np.sum(wk) > 0:
+        raise InputError(f"catalog '{path}': all weights are zero")
+    if cfg.subtract_mean:
+        g1m = np.sum(wk * e1c) / np.sum(wk * resp[0])
+        g2m = np.sum(wk * e2c) / np.sum(wk * resp[1])
+        e1c = e1c - g1m * resp[0]
+        e2c = e2c - g2m * resp[1]
+        notes.append(f"subtracted mean shear ({g1m:+.2e}, {g2m:+.2e})")
+    return ShearCatalog(path, np.mod(ra[keep], 360.0), dec[keep], e1c, e2c, wk, resp,
+                        n_read, n_bad, notes)
+
+
+def estimate_sigma_e(cat: ShearCatalog) -> float:
+    """Per-component shape noise σ_e² = ½ Σ w² (e1² + e2²) / Σ w² of the calibrated ellipticities."""
+    w2 = cat.weight**2
+    e1 = cat.e1 / cat.response[0]
+    e2 = cat.e2 / cat.response[1]
+    return float(np.sqrt(0.5 * np.sum(w2 * (e1**2 + e2**2)) / np.sum(w2)))
+
+
+@dataclass
+class BinnedShear:
+    """Shear binned on a FlatGrid; NOISE_STD is the per-component σ per pixel, 0 where MASK is 0."""
+
+    g1: np.ndarray
+    g2: np.ndarray
+    noise_std: np.ndarray
+    mask: np.ndarray
+    count: np.ndarray  # galaxies per pixel
+    n_outside: int = 0
+
+
+def bin_shear(cat: ShearCatalog, grid: FlatGrid, sigma_e: float) -> BinnedShear:
+    """Weighted shear per pixel and its noise: var = σ_e² Σ w² / (Σ w (1+m) R)²."""
+    x, y = grid.world_to_pixel(cat.ra, cat.dec)
+    ix = np.floor(x + 0.5).astype(np.int64)
+    iy = np.floor(y + 0.5).astype(np.int64)
+    inside = (ix >= 0) & (ix < grid.nx) & (iy >= 0) & (iy < grid.ny) & np.isfinite(x) & np.isfinite(y)
+    n_out = int((~inside).sum())
+    idx = iy[inside] * grid.nx + ix[inside]
+    size = grid.ny * grid.nx
+
+    def acc(v):
+        return np.bincount(idx, weights=v[inside], minlength=size).reshape(grid.shape)
+
+    w = cat.weight
+    sw1 = acc(w * cat.response[0])
+    sw2 = acc(w * cat.response[1])
+    sw2w = acc(w**2)
+    num1 = acc(w * cat.e1)
+    num2 = acc(w * cat.e2)
+    count = np.bincount(idx, minlength=size).reshape(grid.shape)
+    mask = (sw1 > 0) & (sw2 > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g1 = np.where(mask, num1 / sw1, 0.0)
+        g2 = np.where(mask, num2 / sw2, 0.0)
+        denom = np.sqrt(sw1 * sw2)
+        noise = np.where(mask, sigma_e * np.sqrt(sw2w) / denom, 0.0)
+    return BinnedShear(g1.astype(np.float32), g2.astype(np.float32), noise.astype(np.float32),
+                       mask.astype(np.uint8), count.astype(np.int32), n_out)
+
+
+def write_catalog(path: str | Path, columns: dict[str, np.ndarray], header: fits.Header) -> Path:
+    """Write a FITS binary-table catalog (atomically) with a provenance primary header."""
+    from massmap.io.output import atomic_path
+
+    cols = [fits.Column(name=k, format="D" if np.asarray(v).dtype == np.float64 else "E", array=np.asarray(v))
+            for k, v in columns.items()]
+    hdul = fits.HDUList([fits.PrimaryHDU(header=header), fits.BinTableHDU.from_columns(cols, name="CATALOG")])
+    with atomic_path(path) as tmp:
+        hdul.writeto(tmp, overwrite=True)
+    return Path(path)

@@ -1,0 +1,27 @@
+"""Shared test helpers: tiny catalogs and grids built in temporary folders."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from astropy.io import fits  # noqa: E402
+
+COSMOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "cosmos" / "cosmos_hst_shapes.fits"
+
+
+def write_table(path, columns: dict) -> Path:
+    cols = [fits.Column(name=k, format="D", array=np.asarray(v, float)) for k, v in columns.items()]
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(path, overwrite=True)
+    return Path(path)
+
+
+@pytest.fixture
+def cosmos_path():
+    if not COSMOS.exists():
+        pytest.skip(f"COSMOS catalogue not found at {COSMOS} (shared data absent)")
+    return COSMOS
