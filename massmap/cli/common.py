@@ -20,6 +20,26 @@ USER_ERRORS = (ConfigError, InputError, FileNotFoundError)
 def main() -> None:
     """massmap: weak-lensing shear catalogs to convergence (mass) maps."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    enable_compilation_cache()
+
+
+def enable_compilation_cache() -> None:
+    """Keep compiled JAX programs between runs (MASSMAP_CACHE_DIR, default ~/.cache/massmap/jax).
+
+    Only compiled XLA programs are cached, keyed by JAX on the program and its shapes: results are
+    unaffected. Set MASSMAP_CACHE_DIR to an empty string to switch it off.
+    """
+    folder = os.environ.get("MASSMAP_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "massmap", "jax"))
+    if not folder:
+        return
+    import jax
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def config_options(f):

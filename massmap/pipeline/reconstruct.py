@@ -75,7 +75,7 @@ def signal_cl(config: Config, ell_max: float) -> tuple[np.ndarray, np.ndarray, s
     if config.wiener.cl_file:
         ell, cl = read_cl_file(config.wiener.cl_file)
         return ell, cl, f"file {config.wiener.cl_file}"
-    ell = np.geomspace(1.0, max(ell_max * 1.5, 100.0), 200)
+    ell = np.geomspace(1.0, max(ell_max * 1.5, 100.0), 64)
     return ell, kappa_cl(config.cosmology, config.sources, ell), "jax-cosmo Limber halofit"
 
 
