@@ -14,8 +14,23 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e ".[test]"
 	touch $(STAMP)
 
+MM   := $(VENV)/bin/massmap
+DEMO := demo_output
+
+# The whole pipeline on an embedded default field (configs/demo.yaml): deterministic, a few minutes.
+demo: $(STAMP)
+	mkdir -p $(DEMO)
+	$(MM) simulate -o $(DEMO)/maps.h5 --config configs/demo.yaml --overwrite
+	$(MM) mock-catalog $(DEMO)/maps.h5 --index 0 -o $(DEMO)/catalog.fits --truth-out $(DEMO)/truth.fits \
+	    --config configs/demo.yaml --overwrite
+	$(MM) reconstruct $(DEMO)/catalog.fits -o $(DEMO)/recon.fits --config configs/demo.yaml --overwrite
+	@echo "demo done: maps in $(DEMO)/recon.fits, preview $(DEMO)/recon.png"
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 clean:
 	rm -rf $(VENV) demo_output
+
+bench: $(STAMP)
+	bash benchmarks/run_all.sh

@@ -15,6 +15,7 @@ Fourier-diagonal part 1 + s_k ⟨N⁻¹⟩.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -86,6 +87,25 @@ def cg_run(apply_a: Callable, apply_minv: Callable, b: jnp.ndarray, tol: float, 
     return jax.lax.while_loop(cond, lambda s: cg_step(apply_a, apply_minv, s), cg_init(apply_a, apply_minv, b, x0))
 
 
+@partial(jax.jit, static_argnames=("tol", "max_iter"))
+def _wiener_cg_solve(g1, g2, ninv, mode_var, tol, max_iter):
+    sqrt_s = jnp.sqrt(mode_var)
+
+    def apply_a(x):
+        s1, s2 = kappa_to_shear(_apply_fourier(x, sqrt_s))
+        return x + _apply_fourier(shear_adjoint(ninv * s1, ninv * s2), sqrt_s)
+
+    precond = 1.0 + mode_var * jnp.mean(ninv)
+
+    def apply_minv(r):
+        return _apply_fourier(r, 1.0 / precond)
+
+    b = _apply_fourier(shear_adjoint(ninv * g1, ninv * g2), sqrt_s)
+    state = cg_run(apply_a, apply_minv, b, tol, max_iter)
+    bnorm = jnp.maximum(jnp.linalg.norm(b), jnp.finfo(jnp.float32).tiny)
+    return _apply_fourier(state.x, sqrt_s), state.iteration, jnp.linalg.norm(state.r) / bnorm
+
+
 def wiener_cg(g1: jnp.ndarray, g2: jnp.ndarray, inv_noise_var: jnp.ndarray, mode_var: jnp.ndarray,
               tol: float = 1e-5, max_iter: int = 1000) -> tuple[jnp.ndarray, CGInfo]:
     """Wiener map for a mask and per-pixel noise (``inv_noise_var`` = N⁻¹ per pixel, 0 = no data).
@@ -93,26 +113,8 @@ def wiener_cg(g1: jnp.ndarray, g2: jnp.ndarray, inv_noise_var: jnp.ndarray, mode
     All arrays are on the (periodic, possibly padded) solution grid; returns (κ, info), where the
     info's residual is the relative residual |b − A x|/|b| of the whitened system.
     """
-    ninv = jnp.asarray(inv_noise_var, jnp.float32)
-    mode_var = jnp.asarray(mode_var, jnp.float32)
-
-    def solve(g1, g2, ninv, mode_var):
-        sqrt_s = jnp.sqrt(mode_var)
-
-        def apply_a(x):
-            s1, s2 = kappa_to_shear(_apply_fourier(x, sqrt_s))
-            return x + _apply_fourier(shear_adjoint(ninv * s1, ninv * s2), sqrt_s)
-
-        precond = 1.0 + mode_var * jnp.mean(ninv)
-
-        def apply_minv(r):
-            return _apply_fourier(r, 1.0 / precond)
-
-        b = _apply_fourier(shear_adjoint(ninv * g1, ninv * g2), sqrt_s)
-        state = cg_run(apply_a, apply_minv, b, tol, max_iter)
-        bnorm = jnp.maximum(jnp.linalg.norm(b), jnp.finfo(jnp.float32).tiny)
-        return _apply_fourier(state.x, sqrt_s), state.iteration, jnp.linalg.norm(state.r) / bnorm
-
-    kappa, iters, res = jax.jit(solve)(jnp.asarray(g1, jnp.float32), jnp.asarray(g2, jnp.float32), ninv, mode_var)
+    f32 = partial(jnp.asarray, dtype=jnp.float32)
+    kappa, iters, res = _wiener_cg_solve(f32(g1), f32(g2), f32(inv_noise_var), f32(mode_var),
+                                         tol=float(tol), max_iter=int(max_iter))
     res = float(res)
     return kappa.astype(jnp.float32), CGInfo(int(iters), res, res < tol)
