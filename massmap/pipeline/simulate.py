@@ -1,0 +1,334 @@
+"""``massmap simulate``: write a training set of convergence maps to HDF5 (see docs/simulate.md).
+
+Kinds: ``grf`` (Gaussian, exactly the Limber C_ℓ of the cosmology and n(z) on the grid),
+``lognormal`` (zero-mean shifted lognormal with the same C_ℓ, sim/lognormal.py) and ``pm``
+(particle-mesh simulation and ray tracing, sim/raytrace.py). Map i uses the key
+``jax.random.fold_in(PRNGKey(seed), i)``, so any map can be regenerated alone.
+
+Files: a fresh run writes ``OUT.part`` and renames it to ``OUT`` when all maps are done; an
+interrupted run leaves ``OUT.part`` holding its finished maps, which ``resume=True`` continues.
+Resuming a finished ``OUT`` (e.g. with a larger ``simulate.n_maps``) appends to it in place; a map is
+counted (attribute ``n_done``) only after it is flushed to disk.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from massmap import __version__
+from massmap.config import ConfigError, dump_yaml, to_dict
+from massmap.io.datasets import MapSetWriter, read_metadata
+from massmap.io.output import InputError, atomic_path, provenance, write_config_sidecar
+
+COSMOLOGY_KEYS = ("Omega_c", "Omega_b", "h", "sigma8", "n_s", "w0")
+N_ELL_TABLE = 128  # log-spaced ℓ nodes of the target C_ℓ table (log-log interpolation error < 0.1%)
+N_PREVIEW = 4  # maps shown in the PNG preview
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was interrupted; the message says what was kept and how to continue."""
+
+
+class MapSampler(NamedTuple):
+    sample: Callable[[Any, Callable | None], np.ndarray]  # (key, step_progress) -> (npix, npix)
+    attrs: dict[str, Any]  # kind-specific attributes of the map set
+    ell: np.ndarray  # target C_ℓ table
+    cl: np.ndarray
+    n_steps: int  # inner steps per map shown in a second progress bar (0: none)
+
+
+def partial_path(output: str | Path) -> Path:
+    """Where an unfinished fresh run is written: ``OUT.part`` beside ``OUT``."""
+    p = Path(output)
+    return p.with_name(p.name + ".part")
+
+
+def preview_path(output: str | Path) -> Path:
+    """The PNG preview beside the output: ``maps.h5`` → ``maps.png``."""
+    p = Path(output)
+    return p.with_name(p.stem + ".png")
+
+
+def target_cl(config) -> tuple[np.ndarray, np.ndarray]:
+    """Tabulated Limber C_ℓ^κκ covering the map grid (from below the fundamental to the corner ℓ).
+
+    Memoised per process for analytic n(z) (jax-cosmo's halofit takes ~20 s a call); an n(z) file is
+    read again each time.
+    """
+    sim = config.simulate
+    args = (config.cosmology, config.sources, sim.npix, sim.pixel_size_arcmin, sim.nonlinear)
+    ell, cl = _target_cl(*args) if config.sources.nz != "file" else _target_cl.__wrapped__(*args)
+    return ell.copy(), cl.copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _target_cl(cosmology, sources, npix: int, pixel_size_arcmin: float, nonlinear: bool):
+    from massmap.cosmology import kappa_cl
+    from massmap.ops.spectra import ARCMIN
+
+    theta = pixel_size_arcmin * ARCMIN
+    ell = np.geomspace(np.pi / (npix * theta), 1.5 * np.sqrt(2) * np.pi / theta, N_ELL_TABLE)
+    try:
+        cl = kappa_cl(cosmology, sources, ell, nonlinear=nonlinear)
+    except ValueError as err:  # unreadable n(z) file
+        raise InputError(str(err).splitlines()[0]) from None
+    if not np.all(np.isfinite(cl)) or not np.any(cl > 0):
+        raise ConfigError("config sections 'cosmology'/'sources' give a non-finite or zero C_ell")
+    return ell, cl
+
+
+def default_lognormal_shift(sources) -> float:
+    """Hilbert et al. (2011) κ₀(z_s) averaged over the source n(z) (exact for a single z_s)."""
+    from massmap.cosmology import source_redshift_weights
+    from massmap.sim.lognormal import hilbert11_shift
+
+    z, w = source_redshift_weights(sources)
+    return float(np.sum(w * hilbert11_shift(z)))
+
+
+def make_sampler(config) -> MapSampler:
+    """The per-map generator for ``config.simulate.kind`` (spectra precomputed outside jit)."""
+    import jax
+
+    from massmap.ops.spectra import cl_on_grid, gaussian_random_field, mode_variance
+
+    sim = config.simulate
+    n, pix = sim.npix, sim.pixel_size_arcmin
+    if sim.kind == "pm":
+        from massmap.sim.raytrace import check_geometry, pm_kappa_map
+
+        check_geometry(config.cosmology, config.sources, sim.pm, n, pix)  # ConfigError before any file
+
+        def sample_pm(key, step_progress=None):
+            return np.asarray(pm_kappa_map(key, config.cosmology, config.sources, sim.pm, n, pix,
+                                           progress=step_progress), np.float32)
+
+        ell, cl = target_cl(config)
+        attrs = {f"pm_{k}": v for k, v in to_dict(sim.pm).items()}  # pm_box_size, pm_mesh, pm_n_steps, ...
+        return MapSampler(sample_pm, attrs, ell, cl, sim.pm.n_steps)
+
+    ell, cl = target_cl(config)
+    cl_grid = cl_on_grid(ell, cl, n, n, pix)
+    mode_var = mode_variance(cl_grid, pix)
+    if sim.kind == "grf":
+        fn = jax.jit(lambda key: gaussian_random_field(key, cl_grid, pix))
+        attrs = {"pixel_variance": float(mode_var.mean())}
+    else:
+        from massmap.sim.lognormal import lognormal_spectrum, shifted_lognormal_field
+
+        if sim.lognormal_shift is None:
+            shift, origin = default_lognormal_shift(config.sources), "hilbert11"
+        else:
+            shift, origin = sim.lognormal_shift, "config"
+        try:
+            spec = lognormal_spectrum(mode_var, shift)
+        except ValueError as err:
+            raise ConfigError(f"config key 'simulate.lognormal_shift': {err}") from None
+        s_g, var_g = spec.gaussian_mode_var, spec.gaussian_variance
+        fn = jax.jit(lambda key: shifted_lognormal_field(key, s_g, var_g, shift))
+        attrs = {"lognormal_shift": shift, "lognormal_shift_origin": origin,
+                 "lognormal_gaussian_variance": var_g, "lognormal_mean_mode_offset": spec.mean_mode_offset,
+                 "lognormal_clipped_fraction": spec.clipped_fraction,
+                 "pixel_variance": float(mode_var.mean() + shift**2 * np.expm1(spec.mean_mode_offset))}
+    return MapSampler(lambda key, step_progress=None: np.asarray(fn(key)), attrs, ell, cl, 0)
+
+
+def map_key(seed: int, index: int):
+    """The PRNG key of map ``index``: fold_in(PRNGKey(seed), index)."""
+    import jax
+
+    return jax.random.fold_in(jax.random.PRNGKey(seed), index)
+
+
+def simulate_map(config, index: int, sampler: MapSampler | None = None) -> np.ndarray:
+    """Map ``index`` of the set ``config`` describes, generated alone (equal to that map in the file)."""
+    sampler = sampler or make_sampler(config)
+    return sampler.sample(map_key(config.seed, index), None)
+
+
+def _source_attrs(sources) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    """Attributes/tables describing n(z), and the input files to record in provenance."""
+    if sources.nz == "delta":
+        return {"nz": "delta", "z_source": sources.z_source}, {}, {}
+    if sources.nz == "smail":
+        return ({"nz": "smail", "smail_a": sources.smail_a, "smail_b": sources.smail_b,
+                 "smail_z0": sources.smail_z0}, {}, {})
+    from massmap.cosmology import read_nz_file
+
+    try:
+        z, nz = read_nz_file(sources.nz_file)
+    except ValueError as err:
+        raise InputError(str(err).splitlines()[0]) from None
+    return {"nz": "file", "nz_file": str(sources.nz_file)}, {"nz_z": z, "nz_pdf": nz}, \
+        {"nz_file": str(Path(sources.nz_file).resolve())}
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _relevant(config_dict: dict) -> dict[str, Any]:
+    """The config keys that determine the maps' values (all but simulate.n_maps and unused kinds)."""
+    kind = config_dict.get("simulate", {}).get("kind")
+    flat = _flat({k: config_dict.get(k) for k in ("seed", "cosmology", "sources", "simulate")})
+    drop = {"simulate.n_maps"}
+    if kind != "lognormal":
+        drop.add("simulate.lognormal_shift")
+    return {k: v for k, v in flat.items()
+            if k not in drop and not (kind != "pm" and k.startswith("simulate.pm."))}
+
+
+def check_resumable(path: Path, config) -> int:
+    """Raise a one-line InputError unless ``path`` is a map set made with a matching config."""
+    meta = read_metadata(path)
+    old = _relevant(meta.get("config") or {})
+    new = _relevant(to_dict(config))
+    for key in new:
+        if old.get(key) != new[key]:
+            raise InputError(f"cannot resume '{path}': config key '{key}' differs "
+                             f"(file: {old.get(key)!r}, now: {new[key]!r})")
+    return int(meta["n_done"])
+
+
+def _plan(output: Path, overwrite: bool, resume: bool, config) -> tuple[Path, bool]:
+    """Decide where to write and whether to append: (path written, append)."""
+    if overwrite and resume:
+        raise InputError("pass either --overwrite or --resume, not both")
+    if output.is_dir():
+        raise InputError(f"output '{output}' is a directory")
+    if not output.parent.exists():
+        raise InputError(f"output folder '{output.parent}' does not exist")
+    part = partial_path(output)
+    if resume:
+        for candidate in (output, part):
+            if candidate.exists():
+                check_resumable(candidate, config)
+                return candidate, True
+        return part, False
+    if output.exists() and not overwrite:
+        raise InputError(f"output '{output}' exists; pass --overwrite to replace it or --resume to continue it")
+    if part.exists() and not overwrite:
+        raise InputError(f"'{part}' holds an interrupted run; pass --resume to continue it or --overwrite "
+                         "to start again")
+    return part, False
+
+
+def run_simulate(config, output: str | Path, overwrite: bool = False, resume: bool = False,
+                 progress: bool = True) -> Path:
+    """Write ``config.simulate.n_maps`` maps to the HDF5 map set ``output``; returns its path.
+
+    Also writes ``OUT.config.yaml`` (resolved config) and ``OUT.png`` (preview). Raises
+    :class:`Interrupted` (a KeyboardInterrupt) after closing the file when interrupted.
+    """
+    from tqdm.auto import tqdm
+
+    sim = config.simulate
+    output = Path(output)
+    target, append = _plan(output, overwrite, resume, config)
+    sampler = make_sampler(config)  # every input error surfaces here, before any file is made
+
+    src_attrs, tables, inputs = _source_attrs(config.sources)
+    prov = provenance(config, "simulate", inputs)
+    attrs: dict[str, Any] = {
+        "kind": sim.kind, "npix": sim.npix, "pixel_size_arcmin": sim.pixel_size_arcmin,
+        "nonlinear": sim.nonlinear, "seed": config.seed, "massmap_version": __version__,
+        "key_rule": "jax.random.fold_in(jax.random.PRNGKey(seed), i)",
+        "units": "dimensionless convergence; axis -1 = x, axis -2 = y",
+        **{k: getattr(config.cosmology, k) for k in COSMOLOGY_KEYS}, **src_attrs, **sampler.attrs,
+        "config": dump_yaml(config), "provenance": prov, "date": prov["date"], "complete": False,
+    }
+    tables = {**tables, "theory_ell": sampler.ell, "theory_cl": sampler.cl}
+    if not append and target.exists():
+        target.unlink()  # a stale partial file when overwriting
+
+    bar = tqdm(total=sim.n_maps, desc=f"simulate {sim.kind}", unit="map", disable=not progress)
+    steps = None
+    if sampler.n_steps and progress:
+        steps = tqdm(total=sampler.n_steps, desc="PM steps", unit="step", leave=False, position=1)
+
+    def step_progress(done: int, total: int) -> None:
+        if steps is not None:
+            steps.total = total
+            steps.n = done
+            steps.refresh()
+
+    with MapSetWriter(target, sim.n_maps, sim.npix, attrs, tables, append=append) as writer:
+        start = writer.n_done
+        bar.update(start)
+        i = start
+        try:
+            for i in range(start, sim.n_maps):
+                if steps is not None:
+                    steps.reset(total=sampler.n_steps)
+                writer.write_map(i, sampler.sample(map_key(config.seed, i), step_progress))
+                bar.update(1)
+        except KeyboardInterrupt:
+            bar.close()
+            raise Interrupted(f"interrupted after {writer.n_done} of {sim.n_maps} maps; '{target}' keeps "
+                              "them; rerun with --resume to continue") from None
+        finally:
+            bar.close()
+            if steps is not None:
+                steps.close()
+        writer.set_attrs(complete=True)
+        first = np.asarray(writer.file["kappa"][: min(sim.n_maps, 64)])
+    if target != output:
+        os.replace(target, output)
+    write_config_sidecar(output, config)
+    write_preview(preview_path(output), first, sim.pixel_size_arcmin, sim.kind,
+                  sampler.attrs.get("lognormal_shift"), sampler.attrs.get("pixel_variance"))
+    return output
+
+
+def write_preview(path: Path, maps: np.ndarray, pixel_size_arcmin: float, kind: str,
+                  shift: float | None = None, variance: float | None = None) -> Path:
+    """PNG: the first few maps and the one-point histogram of κ (with the model PDF) over ``maps``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = maps[:N_PREVIEW]
+    n = len(shown)
+    fig, axes = plt.subplots(1, n + 1, figsize=(3.2 * (n + 1), 3.3), constrained_layout=True)
+    size = maps.shape[-1] * pixel_size_arcmin
+    lim = float(np.percentile(np.abs(shown), 99.5)) or 1.0
+    for k, ax in enumerate(axes[:n]):
+        im = ax.imshow(shown[k], origin="lower", cmap="inferno", vmin=-lim, vmax=lim,
+                       extent=(0, size, 0, size))
+        ax.set_title(f"{kind} map {k}")
+        ax.set_xlabel("x [arcmin]")
+        if k == 0:
+            ax.set_ylabel("y [arcmin]")
+    fig.colorbar(im, ax=axes[:n], shrink=0.8, label="κ")
+    ax = axes[-1]
+    values = maps.ravel()
+    ax.hist(values, bins=80, density=True, histtype="step", color="k", label=f"{len(maps)} maps")
+    x = np.linspace(values.min(), values.max(), 400)
+    var = float(variance) if variance else float(values.var())
+    mu = 0.0 if variance else float(values.mean())  # model variance: zero-mean maps; else the sample's
+    ax.plot(x, np.exp(-0.5 * (x - mu) ** 2 / var) / np.sqrt(2 * np.pi * var), "C0--", label="Gaussian")
+    if shift:
+        sg2 = np.log1p(var / shift**2)
+        y = np.clip(x / shift + 1.0, 1e-300, None)
+        pdf = np.exp(-(np.log(y) + 0.5 * sg2) ** 2 / (2 * sg2)) / (y * shift * np.sqrt(2 * np.pi * sg2))
+        ax.plot(x, np.where(x > -shift, pdf, 0.0), "C3-", lw=1, label=f"lognormal λ={shift:.3g}")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=max(1e-3 / np.sqrt(var), ax.get_ylim()[0]))
+    ax.set_xlabel("κ")
+    ax.set_ylabel("PDF")
+    ax.set_title("one-point PDF")
+    ax.legend(fontsize=7)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
