@@ -13,13 +13,18 @@ from massmap.cli.common import config_options, main, resolve_config, user_errors
               help="ks, wiener, or all (comma-separated lists work too).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG preview.")
+@click.option("--geometry", type=click.Choice(["flat", "healpix"]), default="flat", show_default=True,
+              help="flat: TAN grid (grid.*); healpix: curved-sky HEALPix maps (healpix.*, catalogs only).")
 @config_options
 @user_errors
-def reconstruct(input_path, output, method, overwrite, no_plot, config_files, overrides):
+def reconstruct(input_path, output, method, overwrite, no_plot, geometry, config_files, overrides):
     """Mass maps from a FITS shear catalog (or a binned shear map)."""
     from massmap.pipeline.reconstruct import run_reconstruct
 
     config = resolve_config(config_files, overrides)
+    if geometry == "healpix":
+        _reconstruct_healpix(config, input_path, output, method, overwrite, no_plot)
+        return
     info = run_reconstruct(config, input_path, output, method=method, overwrite=overwrite, plot=not no_plot)
     g = info["grid"]
     if info.get("input_kind") == "catalog":
@@ -29,6 +34,24 @@ def reconstruct(input_path, output, method, overwrite, no_plot, config_files, ov
         for note in info.get("notes", []):
             click.echo(f"  {note}")
     click.echo(f"grid {g.ny}x{g.nx} at {g.pixel_size_arcmin:g} arcmin, centre RA {g.center_ra:.4f} Dec {g.center_dec:.4f}")
+    if "wiener_solver" in info:
+        extra = ""
+        if "wiener_iterations" in info:
+            extra = f": {info['wiener_iterations']} iterations, residual {info['wiener_residual']:.1e}"
+        click.echo(f"Wiener ({info['wiener_cl']}) by {info['wiener_solver']}{extra}")
+    click.echo(f"wrote {info['output']} ({', '.join(info['maps'])})")
+
+
+def _reconstruct_healpix(config, input_path, output, method, overwrite, no_plot):
+    from massmap.pipeline.reconstruct_healpix import run_reconstruct_healpix
+
+    info = run_reconstruct_healpix(config, input_path, output, method=method, overwrite=overwrite, plot=not no_plot)
+    click.echo(f"read {info['rows_read']} rows, used {info['rows_used']} (dropped {info['rows_dropped']}); "
+               f"sigma_e = {info['sigma_e']:.3f}")
+    for note in info.get("notes", []):
+        click.echo(f"  {note}")
+    click.echo(f"HEALPix nside {info['nside']}, lmax {info['lmax']}: {info['n_observed']} observed pixels "
+               f"(f_sky = {info['f_sky']:.4f})")
     if "wiener_solver" in info:
         extra = ""
         if "wiener_iterations" in info:

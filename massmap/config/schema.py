@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from massmap.config.core import ConfigError
+from massmap.config.healpix import HealpixConfig
 from massmap.config.posterior import PosteriorConfig
 from massmap.config.prior import PriorConfig
 from massmap.config.simulate import SimulateConfig
@@ -157,6 +158,7 @@ class Config:
     prior: PriorConfig = field(default_factory=PriorConfig)
     posterior: PosteriorConfig = field(default_factory=PosteriorConfig)
     summarize: SummarizeConfig = field(default_factory=SummarizeConfig)
+    healpix: HealpixConfig = field(default_factory=HealpixConfig)
 
     def __post_init__(self):
         if self.pad < 0:

@@ -1,0 +1,40 @@
+"""Config section `healpix`: curved-sky maps (``massmap reconstruct --geometry healpix``).
+
+The Wiener filter on the sphere uses the root sections ``wiener`` (C_ℓ file, solver, tolerance),
+``cosmology`` and ``sources`` as well; see docs/healpix.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from massmap.config.core import ConfigError
+
+MAX_NSIDE = 8192
+
+
+@dataclass(frozen=True)
+class HealpixConfig:
+    nside: int = 256  # HEALPix resolution (a power of two); RING ordering throughout
+    lmax: Optional[int] = None  # largest multipole of the transforms; null = 3 nside − 1
+    smoothing_fwhm_arcmin: float = 0.0  # Gaussian smoothing (FWHM, arcmin) of the Kaiser-Squires maps; 0 = none
+    iterations: int = 3  # Jacobi refinement steps of the map → a_ℓm analysis (healpy's `iter`)
+    partial: bool = False  # write only the observed pixels (explicit-index HEALPix file)
+    view: Literal["auto", "mollview", "gnomview"] = "auto"  # PNG projection; auto: gnomview for small footprints
+
+    def __post_init__(self):
+        n = self.nside
+        if not (isinstance(n, int) and 1 <= n <= MAX_NSIDE and n & (n - 1) == 0):
+            raise ConfigError(f"config key 'healpix.nside' must be a power of two between 1 and {MAX_NSIDE}, got {n}")
+        if self.lmax is not None and not 2 <= self.lmax <= 4 * n:
+            raise ConfigError(f"config key 'healpix.lmax' must be between 2 and 4 nside = {4 * n} (or null for "
+                              f"3 nside - 1), got {self.lmax}")
+        if not self.smoothing_fwhm_arcmin >= 0:
+            raise ConfigError(f"config key 'healpix.smoothing_fwhm_arcmin' must be >= 0, got {self.smoothing_fwhm_arcmin}")
+        if self.iterations < 0:
+            raise ConfigError(f"config key 'healpix.iterations' must be >= 0, got {self.iterations}")
+
+    @property
+    def ell_max(self) -> int:
+        """The resolved ℓ_max (3 nside − 1 when ``lmax`` is null)."""
+        return 3 * self.nside - 1 if self.lmax is None else self.lmax
