@@ -101,6 +101,18 @@ def test_provenance_and_determinism(tmp_path):
     assert side["seed"] == 7
 
 
+def test_long_config_values_survive_the_header(tmp_path):
+    # FITS cards hold 72 characters; long values (paths) must round-trip exactly through HISTORY.
+    from massmap.config import to_dict
+
+    long_path = "/data/" + "a" * 80 + "  two  spaces " + "b" * 75 + ".txt"
+    cfg = load_config(overrides=[f"wiener.cl_file={long_path}"])
+    write_maps(tmp_path / "p.fits", FlatGrid(1.0, 1.0, 1.0, 4, 4), {"KAPPA": np.zeros((4, 4))},
+               provenance(cfg, "test"))
+    with fits.open(tmp_path / "p.fits") as h:
+        assert config_from_header(h[0].header) == to_dict(cfg)
+
+
 def test_wiener_solvers_agree_in_the_exact_case(tmp_path):
     # Uniform noise, full coverage, pad = 0: CG must reproduce the closed form.
     grid = FlatGrid(10.0, -30.0, 2.0, 32, 32)

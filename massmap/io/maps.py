@@ -32,16 +32,49 @@ def provenance_header(prov: dict[str, Any]) -> fits.Header:
     for i, (k, v) in enumerate(prov.get("inputs", {}).items()):
         h[f"INKEY{i}"] = (str(k)[:68], "input name")
         h[f"INVAL{i}"] = (str(v)[:68], "input value")
-    h.add_comment("Resolved massmap config (YAML) in HISTORY cards below.")
+    h.add_comment("Resolved massmap config (YAML) in HISTORY cards below;")
+    h.add_comment(f"a card starting with '{_CONTINUE}' continues the previous line.")
     for line in yaml.safe_dump(prov["config"], sort_keys=False, width=1000).splitlines():
-        h.add_history(line)
+        for i, piece in enumerate(_split_card_text(line)):
+            h.add_history(piece if i == 0 else _CONTINUE + piece)
     return h
 
 
+_CONTINUE = "+ "  # marks a HISTORY card that continues the previous YAML line (YAML lines never start so)
+_CARD_TEXT = 70  # characters per HISTORY card, below FITS's 72 so that astropy never splits a card
+
+
+def _split_card_text(line: str) -> list[str]:
+    """Split a long line into pieces of at most _CARD_TEXT characters, none ending in a space
+    (FITS drops trailing blanks), so that joining the pieces restores the line exactly."""
+    pieces = []
+    while len(line) > _CARD_TEXT:
+        cut = _CARD_TEXT
+        while cut > 1 and line[cut - 1] == " ":
+            cut -= 1
+        pieces.append(line[:cut])
+        line = line[cut:]
+    pieces.append(line)
+    return pieces
+
+
 def config_from_header(header: fits.Header) -> dict:
-    """The resolved config recorded in a massmap file's primary header."""
-    text = "\n".join(str(v) for v in header.get("HISTORY", []))
-    return yaml.safe_load(text) or {}
+    """The resolved config recorded in a massmap file's primary header (InputError if unreadable)."""
+    lines: list[str] = []
+    for card in (str(v) for v in header.get("HISTORY", [])):
+        if card.startswith(_CONTINUE) and lines:
+            lines[-1] += card[len(_CONTINUE):]
+        else:
+            lines.append(card)
+    try:
+        cfg = yaml.safe_load("\n".join(lines))
+    except yaml.YAMLError:
+        raise InputError("the recorded config (HISTORY cards) is not readable YAML") from None
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise InputError("the recorded config (HISTORY cards) is not a mapping of keys")
+    return cfg
 
 
 def write_maps(path: str | Path, grid: FlatGrid, images: dict[str, np.ndarray], prov: dict[str, Any],

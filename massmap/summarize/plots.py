@@ -1,0 +1,288 @@
+"""PNG figures of ``massmap summarize``: maps on WCS axes with peaks, spectra, null test, calibration.
+
+Each function writes one PNG (matplotlib, Agg) atomically and returns its file name; the caller builds
+the report from the returned (file, title, caption) entries.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats as sps  # noqa: E402
+
+from massmap.geometry import FlatGrid  # noqa: E402
+from massmap.io.output import atomic_path  # noqa: E402
+
+COLORS = {"ks": "C0", "wiener": "C1", "posterior": "C2", "map": "C3", "truth": "k"}
+LABELS = {"ks": "Kaiser-Squires", "wiener": "Wiener", "posterior": "posterior mean", "map": "MAP", "truth": "truth"}
+LABEL_COLORS = {**{LABELS[m]: c for m, c in COLORS.items()}, "posterior samples": "C6"}
+
+
+def _save(fig, path: Path, dpi: int) -> str:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+    return path.name
+
+
+def _map_axes(fig, grid: FlatGrid, nrow: int, ncol: int, i: int):
+    ax = fig.add_subplot(nrow, ncol, i + 1, projection=grid.wcs())
+    ax.coords[0].set_axislabel("RA")
+    ax.coords[1].set_axislabel("Dec")
+    ax.coords[0].set_major_formatter("d.dd")
+    ax.coords[1].set_major_formatter("d.dd")
+    ax.coords[0].set_ticks(number=4)
+    return ax
+
+
+def _log_ell_axis(ax):
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def plot_map_panels(path: Path, grid: FlatGrid, panels: list[tuple[str, np.ndarray]], mask: np.ndarray,
+                    markers: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                    positions: dict | None = None, symmetric: bool = True, vmax: float | None = None,
+                    cbar_label: str = "", title: str = "", dpi: int = 90) -> str:
+    """Maps side by side on RA/Dec axes; no-data pixels grey; peaks (circles) and positions (crosses)."""
+    n = len(panels)
+    ncol = min(n, 3)
+    nrow = int(np.ceil(n / ncol))
+    fig = plt.figure(figsize=(4.8 * ncol, 4.3 * nrow))
+    cmap = plt.get_cmap("RdBu_r" if symmetric else "viridis").with_extremes(bad="0.8")
+    for i, (name, m) in enumerate(panels):
+        ax = _map_axes(fig, grid, nrow, ncol, i)
+        shown = np.where(mask > 0, np.asarray(m, float), np.nan)
+        finite = np.abs(shown[np.isfinite(shown)])
+        if symmetric:
+            v = vmax if vmax is not None else (float(np.percentile(finite, 99.5)) if finite.size else 1.0) or 1.0
+            kw = dict(vmin=-v, vmax=v)
+        else:
+            kw = {}
+        im = ax.imshow(shown, origin="lower", interpolation="nearest", cmap=cmap, **kw)
+        if markers and name in markers and len(markers[name][0]):
+            ix, iy = markers[name]
+            ax.scatter(ix, iy, s=60, facecolors="none", edgecolors="k", linewidths=1.2, label="peaks")
+        if positions is not None and len(positions["x"]):
+            ax.scatter(positions["x"], positions["y"], marker="x", s=50, c="m", linewidths=1.5)
+            for x, y, t in zip(positions["x"], positions["y"], positions["name"]):
+                ax.annotate(str(t), (x, y), xytext=(4, 4), textcoords="offset points", color="m", fontsize=8)
+        ax.set_xlim(-0.5, grid.nx - 0.5)
+        ax.set_ylim(-0.5, grid.ny - 0.5)
+        ax.set_title(name, fontsize=10)
+        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        cb.set_label(cbar_label)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def plot_spectra(path: Path, spectra: dict, null: dict | None, dpi: int = 90) -> str:
+    """E-mode spectra of every map (errors: Gaussian band-power errors), B-mode vs noise, the χ² test."""
+    ell = np.asarray(spectra["ell"], float)
+    npan = 3 if null is not None else (2 if "ks_eb" in spectra else 1)
+    fig, axes = plt.subplots(1, npan, figsize=(5.2 * npan, 4.2))
+    axes = np.atleast_1d(axes)
+    ax = axes[0]
+    eb = spectra.get("ks_eb")
+    if eb is not None:
+        ax.errorbar(ell, eb["cl_e"], yerr=eb["cl_e_err"], fmt="o-", color=COLORS["ks"], ms=3, label="KS E (raw)")
+        if "cl_e_noise" in eb:
+            ax.plot(ell, eb["cl_e_noise"], ":", color=COLORS["ks"], label="KS noise E")
+            deb = np.asarray(eb["cl_e_debiased"], float)
+            ax.plot(ell, np.where(deb > 0, deb, np.nan), "s--", color=COLORS["ks"], ms=3, mfc="none",
+                    label="KS E − noise")
+    for m in ("wiener", "posterior", "map"):
+        if m in spectra:
+            e = spectra[m]
+            ax.plot(ell, e["cl"], "o-", color=COLORS[m], ms=3, label=LABELS[m])
+            if "cl_samples" in e:
+                lo = np.asarray(e["cl_samples"]) - np.asarray(e["cl_samples_std"])
+                hi = np.asarray(e["cl_samples"]) + np.asarray(e["cl_samples_std"])
+                ax.fill_between(ell, np.maximum(lo, 1e-30), hi, color=COLORS[m], alpha=0.25, label="posterior samples ±1σ")
+    if "truth" in spectra:
+        ax.plot(ell, spectra["truth"]["cl"], "-", color="k", lw=2, label="truth")
+    ax.set(xscale="log", yscale="log", xlabel=r"$\ell$", ylabel=r"$C_\ell^{\kappa\kappa}$", title="E mode / κ maps")
+    ax.legend(fontsize=7)
+    _log_ell_axis(ax)
+    if eb is not None:
+        ax = axes[1]
+        ax.plot(ell, eb["cl_b"], "o-", color="C4", ms=3, label="KS B (data)")
+        if "cl_b_noise" in eb:
+            mu, sd = np.asarray(eb["cl_b_noise"]), np.asarray(eb["cl_b_noise_std"])
+            ax.fill_between(ell, np.maximum(mu - sd, 1e-30), mu + sd, color="0.6", alpha=0.5, label="noise B ±1σ")
+            ax.plot(ell, mu, "-", color="0.4")
+        if "cl_b_null" in eb:
+            mu, sd = np.asarray(eb["cl_b_null"]), np.asarray(eb["cl_b_null_std"])
+            ax.fill_between(ell, np.maximum(mu - sd, 1e-30), mu + sd, color="C1", alpha=0.3,
+                            label="noise + leakage B ±1σ")
+        ax.set(xscale="log", yscale="log", xlabel=r"$\ell$", ylabel=r"$C_\ell^{BB}$", title="B mode (null test)")
+        ax.legend(fontsize=7)
+        _log_ell_axis(ax)
+    if null is not None:
+        ax = axes[2]
+        chi = np.asarray(null["chi2_realisations"], float)
+        if chi.size and np.isfinite(null["chi2"]):
+            ax.hist(chi, bins=min(30, max(5, chi.size // 4)), color="0.6", label=null.get("reference", "realisations"))
+            ax.axvline(null["chi2"], color="C4", lw=2, label=f"data χ² = {null['chi2']:.1f}")
+        ax.set(xlabel=r"$\chi^2_B$", ylabel="count",
+               title=f"B-mode χ²/dof = {null['chi2']:.1f}/{null['dof']}, p = {null['p_value_empirical']:.3f}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def plot_truth_spectra(path: Path, spectra: dict, dpi: int = 90) -> str:
+    """Cross-correlation coefficient r(ℓ) with the truth and the power-spectrum ratio, per method."""
+    ell = np.asarray(spectra["ell"], float)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.4, 4.2))
+    for m in ("ks", "wiener", "posterior", "map"):
+        if m in spectra and "r_ell" in spectra[m]:
+            a1.plot(ell, spectra[m]["r_ell"], "o-", ms=3, color=COLORS[m], label=LABELS[m])
+            a2.plot(ell, spectra[m]["ratio"], "o-", ms=3, color=COLORS[m], label=LABELS[m])
+            if "ratio_samples" in spectra[m]:
+                a2.plot(ell, spectra[m]["ratio_samples"], "s--", ms=3, mfc="none", color=COLORS[m],
+                        label="posterior samples")
+    a1.axhline(1, color="k", lw=0.8)
+    a1.axhline(0, color="k", lw=0.5, ls=":")
+    a1.set(xscale="log", xlabel=r"$\ell$", ylabel=r"$r(\ell)$", title="cross-correlation with truth", ylim=(-0.2, 1.05))
+    a2.axhline(1, color="k", lw=0.8)
+    a2.set(xscale="log", yscale="log", xlabel=r"$\ell$", ylabel=r"$C_\ell / C_\ell^{\rm truth}$",
+           title="power-spectrum ratio")
+    for a in (a1, a2):
+        a.legend(fontsize=7)
+        _log_ell_axis(a)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def plot_calibration(path: Path, calib: dict, z: np.ndarray, nbins: int, dpi: int = 90) -> str:
+    """Coverage vs credible level (diagonal = calibrated) and the z-score histogram vs N(0, 1)."""
+    lv, cov, err = (np.asarray(calib[k], float) for k in ("levels", "coverage", "binomial_error"))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10.4, 4.3))
+    a1.plot([0, 1], [0, 1], "k-", lw=0.8)
+    a1.fill_between(lv, lv - 2 * err, lv + 2 * err, color="0.7", alpha=0.6, label="±2σ binomial (independent pixels)")
+    a1.plot(lv, cov, "o-", color=COLORS["posterior"], label="posterior samples")
+    a1.set(xlabel=r"credible level $\alpha$", ylabel="fraction of truth pixels inside", xlim=(0, 1), ylim=(0, 1),
+           title=f"coverage ({calib['n_pixels']} pixels)")
+    a1.legend(fontsize=8)
+    lim = max(4.0, float(np.percentile(np.abs(z), 99.5)))
+    a2.hist(z, bins=nbins, range=(-lim, lim), density=True, color=COLORS["posterior"], alpha=0.6, label="z-scores")
+    xs = np.linspace(-lim, lim, 300)
+    a2.plot(xs, sps.norm.pdf(xs), "k-", label="N(0, 1)")
+    a2.set(xlabel=r"$z = (\kappa_{\rm true} - \bar\kappa) / \sigma$", ylabel="density",
+           title=f"z-scores: mean {np.mean(z):+.2f}, std {np.std(z):.2f}")
+    a2.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def plot_pixel_histograms(path: Path, pixels: list[tuple[str, int, int]], samples: np.ndarray,
+                          truth: np.ndarray | None, one_point: dict[str, np.ndarray], dpi: int = 90) -> str:
+    """Posterior samples at selected pixels (truth marked), and the one-point PDF of every map."""
+    n = len(pixels) + 1
+    ncol = min(n, 4)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
+    axes = axes.ravel()
+    for ax, (name, iy, ix) in zip(axes, pixels):
+        v = samples[:, iy, ix]
+        ax.hist(v, bins=min(30, max(5, v.size // 4)), color=COLORS["posterior"], alpha=0.7)
+        ax.axvline(v.mean(), color=COLORS["posterior"], lw=1.5, label="mean")
+        ax.axvline(0, color="0.5", lw=0.8, ls=":")
+        if truth is not None:
+            ax.axvline(truth[iy, ix], color="k", lw=1.5, label="truth")
+        ax.set_title(f"{name} (x={ix}, y={iy})\nP(κ>0) = {np.mean(v > 0):.2f}", fontsize=8)
+        ax.set_xlabel("κ", fontsize=8)
+        ax.legend(fontsize=6)
+    ax = axes[len(pixels)]
+    finite = np.concatenate([np.ravel(v) for v in one_point.values()])
+    lo, hi = np.percentile(finite, [0.1, 99.9]) if finite.size else (-1, 1)
+    for name, v in one_point.items():
+        ax.hist(np.ravel(v), bins=40, range=(lo, hi), density=True, histtype="step", lw=1.5,
+                color=LABEL_COLORS.get(name), label=name)
+    ax.set(yscale="log", xlabel="κ", title="one-point PDF (pixels with data)")
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=6)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def summary_figures(folder: Path, grid: FlatGrid, recon, sums: dict, peaks: dict, spectra: dict, metrics: dict,
+                    truth: np.ndarray | None, pos: dict | None, calib: dict | None, threshold: float = 3.0,
+                    zscore_bins: int = 40, dpi: int = 90) -> list[dict[str, Any]]:
+    """All figures of a summary; returns [{'file', 'title', 'caption'}] in report order."""
+    mask = recon.mask
+    figs: list[dict[str, Any]] = []
+    marks = {LABELS[m]: (p["X"], p["Y"]) for m, p in peaks.items()}
+    panels = [(LABELS[m], s.kappa) for m, s in sums.items()]
+    if "ks" in sums and sums["ks"].extra.get("kappa_b") is not None:
+        panels.append(("Kaiser-Squires B mode", sums["ks"].extra["kappa_b"]))
+    if truth is not None:
+        panels.append(("truth", truth))
+    smooth = metrics["methods"].get("ks", {}).get("smoothing_arcmin")
+    note = f" Kaiser-Squires maps smoothed with a Gaussian of σ = {smooth:g} arcmin." if smooth else ""
+    figs.append({"file": plot_map_panels(folder / "maps.png", grid, panels, mask, marks, pos, cbar_label="κ",
+                                         dpi=dpi),
+                 "title": "κ maps", "caption": "Convergence maps on the sky; grey: no data; circles: S/N peaks; "
+                                               "crosses: input positions." + note})
+    snr_panels = [(LABELS[m], s.snr) for m, s in sums.items() if s.std is not None]
+    if snr_panels:
+        v = max(threshold + 1.0, max(float(np.percentile(np.abs(p[mask > 0]), 99.5)) for _, p in snr_panels))
+        figs.append({"file": plot_map_panels(folder / "snr.png", grid, snr_panels, mask, marks, pos, vmax=v,
+                                             cbar_label="S/N", dpi=dpi),
+                     "title": "Signal-to-noise maps",
+                     "caption": "κ / σ with σ from noise realisations (KS, Wiener) or the posterior standard deviation; "
+                                "circles: peaks above the threshold."})
+        std_panels = [(LABELS[m], s.std) for m, s in sums.items() if s.std is not None]
+        figs.append({"file": plot_map_panels(folder / "sigma.png", grid, std_panels, mask, symmetric=False,
+                                             cbar_label="σ(κ)", dpi=dpi),
+                     "title": "Noise / posterior standard deviation", "caption": "Per-pixel σ used for the S/N maps."})
+    figs.append({"file": plot_spectra(folder / "spectra.png", spectra, metrics.get("b_mode_null_test"), dpi=dpi),
+                 "title": "Power spectra and B-mode null test",
+                 "caption": "Pseudo-C_ℓ of map × mask divided by f_sky. Errors: Gaussian band-power errors "
+                            "C_ℓ √(2/(modes·f_sky)); noise bands from the noise realisations."})
+    if truth is not None:
+        figs.append({"file": plot_truth_spectra(folder / "truth_spectra.png", spectra, dpi=dpi),
+                     "title": "Comparison with the truth",
+                     "caption": "Cross-correlation coefficient r(ℓ) = C_xt/√(C_xx C_tt) and C_ℓ / C_ℓ(truth)."})
+    post = sums.get("posterior")
+    if calib is not None:
+        from massmap.summarize.stats import zscores
+
+        z = zscores(truth, post.kappa, post.std, mask)
+        figs.append({"file": plot_calibration(folder / "calibration.png", calib, z,
+                                              zscore_bins, dpi=dpi),
+                     "title": "Posterior calibration",
+                     "caption": "Fraction of truth pixels inside the central α credible interval of the samples, "
+                                "and z = (truth − mean)/std; a calibrated posterior follows the diagonal and N(0, 1)."})
+    if post is not None and post.samples is not None:
+        pixels: list[tuple[str, int, int]] = []
+        if pos is not None:
+            pixels += [(str(nm), int(y), int(x)) for nm, y, x, ok in zip(pos["name"], pos["iy"], pos["ix"],
+                                                                          pos["inside"]) if ok][:4]
+        if "posterior" in peaks:
+            pixels += [(f"peak {i + 1}", int(y), int(x)) for i, (y, x) in
+                       enumerate(zip(peaks["posterior"]["Y"], peaks["posterior"]["X"]))][: 6 - len(pixels)]
+        if len(pixels) < 2:
+            inside_idx = np.flatnonzero(mask.ravel() > 0)
+            for label, fn in (("max mean", np.argmax), ("min mean", np.argmin)):
+                iy, ix = np.unravel_index(inside_idx[fn(post.kappa.ravel()[inside_idx])], mask.shape)
+                pixels.append((label, int(iy), int(ix)))
+        one = {LABELS[m]: s.kappa[mask > 0] for m, s in sums.items()}
+        one["posterior samples"] = post.samples[:, mask > 0]
+        if truth is not None:
+            one["truth"] = truth[mask > 0]
+        figs.append({"file": plot_pixel_histograms(folder / "pixels.png", pixels, post.samples, truth, one, dpi=dpi),
+                     "title": "Posterior pixel histograms",
+                     "caption": "Posterior samples at selected pixels (input positions, posterior peaks), and the "
+                                "one-point distribution of every map's pixels with data."})
+    return figs
