@@ -72,8 +72,8 @@ def test_binned_shear_output_is_valid_input(tmp_path):
     _gaussian_profile_catalog(tmp_path / "cat.fits", grid, per_pixel=2)
     cfg = load_config(overrides=["grid.npix=32", "grid.center=[150, 2]", "pad=8", "noise.sigma_e=0.3",
                                  "wiener.cl_file=" + str(_cl_file(tmp_path))])
-    run_reconstruct(cfg, tmp_path / "cat.fits", tmp_path / "a.fits", plot=False)
-    run_reconstruct(cfg, tmp_path / "a.fits", tmp_path / "b.fits", plot=False)
+    run_reconstruct(cfg, tmp_path / "cat.fits", tmp_path / "a.fits", method="ks,wiener", plot=False)
+    run_reconstruct(cfg, tmp_path / "a.fits", tmp_path / "b.fits", method="ks,wiener", plot=False)
     with fits.open(tmp_path / "a.fits") as a, fits.open(tmp_path / "b.fits") as b:
         for name in ("KAPPA_KS", "KAPPA_KS_B", "KAPPA_WIENER", "GAMMA1", "NOISE_STD", "MASK"):
             np.testing.assert_allclose(a[name].data, b[name].data, atol=1e-6, err_msg=name)
@@ -115,12 +115,7 @@ def test_long_config_values_survive_the_header(tmp_path):
 
 def test_wiener_solvers_agree_in_the_exact_case(tmp_path):
     # Uniform noise, full coverage, pad = 0: CG must reproduce the closed form.
-    grid = FlatGrid(10.0, -30.0, 2.0, 32, 32)
-    rng = np.random.default_rng(1)
-    shape = (32, 32)
-    images = {"GAMMA1": rng.normal(0, 0.05, shape), "GAMMA2": rng.normal(0, 0.05, shape),
-              "NOISE_STD": np.full(shape, 0.05), "MASK": np.ones(shape, np.uint8)}
-    write_maps(tmp_path / "shear.fits", grid, images, provenance(load_config(), "test"))
+    _uniform_shear_file(tmp_path)
     out = {}
     for solver in ("fourier", "cg"):
         cfg = load_config(overrides=["pad=0", f"wiener.solver={solver}", "wiener.tol=1e-6",
@@ -131,6 +126,60 @@ def test_wiener_solvers_agree_in_the_exact_case(tmp_path):
             out[solver] = h["KAPPA_WIENER"].data.copy()
     assert info["wiener_converged"]
     np.testing.assert_allclose(out["cg"], out["fourier"], atol=1e-4 * out["fourier"].std())
+
+
+def _uniform_shear_file(tmp_path, n=32, sigma=0.05):
+    grid = FlatGrid(10.0, -30.0, 2.0, n, n)
+    rng = np.random.default_rng(1)
+    images = {"GAMMA1": rng.normal(0, sigma, (n, n)), "GAMMA2": rng.normal(0, sigma, (n, n)),
+              "NOISE_STD": np.full((n, n), sigma), "MASK": np.ones((n, n), np.uint8)}
+    write_maps(tmp_path / "shear.fits", grid, images, provenance(load_config(), "test"))
+    return tmp_path / "shear.fits"
+
+
+def test_posterior_methods_are_written_with_diagnostics(tmp_path):
+    shear = _uniform_shear_file(tmp_path)
+    cfg = load_config(overrides=["pad=0", "posterior.prior=gaussian", "posterior.n_samples=16",
+                                 "posterior.chains=4", "posterior.chunk=4", "wiener.cl_file=" + str(_cl_file(tmp_path))])
+    info = run_reconstruct(cfg, shear, tmp_path / "p.fits", method="wiener,posterior,map", plot=False)
+    with fits.open(tmp_path / "p.fits") as h:
+        assert h["KAPPA_SAMPLES"].data.shape == (16, 32, 32)
+        assert h["KAPPA_SAMPLES"].header["CTYPE1"] == "RA---TAN"
+        mean, std, wie, kmap = (h[n].data for n in ("KAPPA_MEAN", "KAPPA_STD", "KAPPA_WIENER", "KAPPA_MAP"))
+        diag = h["DIAGNOSTICS"]
+        assert len(diag.data["SIGMA"]) == cfg.posterior.n_levels and diag.header["PRIOR"] == "gaussian"
+    # Gaussian prior, uniform noise, no mask, pad 0: the posterior mean is the Wiener map up to Monte-Carlo
+    # error std/sqrt(16) per pixel (mean z² ≈ 1; 2 allows for correlated draws), and the MAP is Wiener.
+    z2 = np.mean(((mean - wie) / (std / 4.0)) ** 2)
+    assert z2 < 2.0, z2
+    np.testing.assert_allclose(kmap, wie, atol=0.01 * wie.std())
+    assert info["score_evals_per_sample"] < 1000  # the efficiency target for the Gaussian case
+
+
+def test_interrupted_sampling_keeps_finished_samples(tmp_path, monkeypatch):
+    import massmap.pipeline.posterior as post
+    from massmap.pipeline.reconstruct import Interrupted
+
+    def fake_posterior_maps(*args, on_samples=None, **kwargs):
+        on_samples(np.ones((3, 32, 32), np.float32))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(post, "posterior_maps", fake_posterior_maps)
+    cfg = load_config(overrides=["pad=0", "posterior.prior=gaussian", "wiener.cl_file=" + str(_cl_file(tmp_path))])
+    with pytest.raises(Interrupted, match="3 posterior samples"):
+        run_reconstruct(cfg, _uniform_shear_file(tmp_path), tmp_path / "i.fits", method="posterior", plot=False)
+    with fits.open(tmp_path / "i.fits") as h:
+        assert h["KAPPA_SAMPLES"].data.shape == (3, 32, 32)
+        assert any("interrupted" in str(v) for v in h[0].header.values())
+
+
+def test_healpix_geometry_refuses_posterior(tmp_path):
+    from massmap.io.output import InputError
+    from massmap.pipeline.reconstruct import parse_methods
+
+    with pytest.raises(InputError, match="healpix"):
+        parse_methods("posterior", ("ks", "wiener"), where="with --geometry healpix")
+    assert parse_methods("map,ks") == ("ks", "map")
 
 
 # ---------------------------------------------------------------- CLI and bad input

@@ -66,8 +66,8 @@ def user_errors(f):
             msg = str(err).splitlines()[0] if str(err) else err.__class__.__name__
             click.echo(f"massmap: error: {msg}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("massmap: interrupted", err=True)
+        except KeyboardInterrupt as err:
+            click.echo(f"massmap: {err}" if str(err) else "massmap: interrupted", err=True)
             sys.exit(130)
 
     return wrapper

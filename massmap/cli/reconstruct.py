@@ -10,22 +10,31 @@ from massmap.cli.common import config_options, main, resolve_config, user_errors
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output FITS file.")
 @click.option("--method", default="all", show_default=True,
-              help="ks, wiener, or all (comma-separated lists work too).")
+              help="ks, wiener, posterior, map, or all (comma-separated lists work too).")
+@click.option("--prior", default=None, metavar="PRIOR.h5|gaussian",
+              help="Prior of the posterior methods (= --set posterior.prior=...); default: the shipped prior.")
+@click.option("--n-samples", type=int, default=None, help="Posterior samples (= --set posterior.n_samples=N).")
+@click.option("--chains", type=int, default=None, help="Independent chains (= --set posterior.chains=C).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--no-plot", is_flag=True, help="Skip the PNG preview.")
 @click.option("--geometry", type=click.Choice(["flat", "healpix"]), default="flat", show_default=True,
               help="flat: TAN grid (grid.*); healpix: curved-sky HEALPix maps (healpix.*, catalogs only).")
 @config_options
 @user_errors
-def reconstruct(input_path, output, method, overwrite, no_plot, geometry, config_files, overrides):
+def reconstruct(input_path, output, method, prior, n_samples, chains, quiet, overwrite, no_plot, geometry,
+                config_files, overrides):
     """Mass maps from a FITS shear catalog (or a binned shear map)."""
     from massmap.pipeline.reconstruct import run_reconstruct
 
-    config = resolve_config(config_files, overrides)
+    shortcuts = [f"posterior.{k}={v}" for k, v in (("prior", prior), ("n_samples", n_samples), ("chains", chains))
+                 if v is not None]
+    config = resolve_config(config_files, tuple(overrides) + tuple(shortcuts))
     if geometry == "healpix":
         _reconstruct_healpix(config, input_path, output, method, overwrite, no_plot)
         return
-    info = run_reconstruct(config, input_path, output, method=method, overwrite=overwrite, plot=not no_plot)
+    info = run_reconstruct(config, input_path, output, method=method, overwrite=overwrite, plot=not no_plot,
+                           progress=not quiet)
     g = info["grid"]
     if info.get("input_kind") == "catalog":
         click.echo(f"read {info['rows_read']} rows, used {info['rows_used']} "
@@ -39,6 +48,13 @@ def reconstruct(input_path, output, method, overwrite, no_plot, geometry, config
         if "wiener_iterations" in info:
             extra = f": {info['wiener_iterations']} iterations, residual {info['wiener_residual']:.1e}"
         click.echo(f"Wiener ({info['wiener_cl']}) by {info['wiener_solver']}{extra}")
+    diag = info.get("diagnostics") or {}
+    if "KAPPA_SAMPLES" in info["maps"]:
+        rhat = [v for k, v in diag.items() if k.startswith("RHAT_") and v == v]
+        click.echo(f"posterior: prior {diag.get('PRIOR', '?')}, {diag.get('N_CHAINS_USED', '?')} chains, "
+                   f"{info.get('score_evals_per_sample', float('nan')):.0f} score evaluations per sample"
+                   + (f", max split-Rhat {max(rhat):.3f}" if rhat else "")
+                   + (f"; {diag['N_DROPPED']} chains dropped after NaNs" if diag.get("N_DROPPED") else ""))
     click.echo(f"wrote {info['output']} ({', '.join(info['maps'])})")
 
 

@@ -1,9 +1,76 @@
-"""Config section `posterior` (owned by the `posterior` feature)."""
+"""Config section `posterior`: posterior κ samples by annealed HMC with a score prior, and the MAP.
+
+σ values are in κ units (the Gaussian noise added to κ that defines the smoothed prior p_σ). Step sizes
+and trajectory lengths are in whitened units: the sampler is preconditioned by the Gaussian-limit
+posterior curvature, so on a Gaussian problem every direction has unit scale. See docs/posterior.md.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Optional
+
+from massmap.config.core import ConfigError
+
+
+def _err(key: str, msg: str) -> ConfigError:
+    return ConfigError(f"config key 'posterior.{key}' {msg}")
 
 
 @dataclass(frozen=True)
 class PosteriorConfig:
-    pass
+    # --- prior ---
+    prior: Optional[str] = None  # 'gaussian', a prior file, or null = massmap/data/priors/default.h5 if shipped
+    # --- what to draw ---
+    n_samples: int = 100  # posterior samples returned
+    chains: int = 10  # independent chains; each gives ceil(n_samples / chains) draws
+    chunk: int = 10  # chains run at once (vmapped); bounds memory
+    # --- annealing schedule: geometric from sigma_max down to sigma_min ---
+    sigma_max: Optional[float] = None  # null: the learned prior's sigma_max; Gaussian prior: 2 × prior κ rms
+    sigma_min: Optional[float] = None  # null: the learned prior's sigma_min; Gaussian prior: 1e-3
+    n_levels: int = 10  # noise levels in the schedule (including sigma_max and sigma_min)
+    steps_per_level: int = 2  # HMC transitions per level (step size adapted during these)
+    burn_in: int = 4  # extra adapted transitions at sigma_min before the first draw
+    thin: int = 1  # transitions at sigma_min between successive draws of a chain (step size frozen)
+    # --- HMC ---
+    leapfrog_steps: Optional[int] = None  # fixed leapfrog steps; null = trajectory_length / step size
+    trajectory_length: float = 1.5708  # whitened integration time (π/2: independent draws of a Gaussian)
+    max_leapfrog_steps: int = 64  # cap on the automatic number of leapfrog steps
+    step_size: Optional[float] = None  # initial whitened step size; null = 1.5 · d^(-1/4), d = pixels
+    target_accept: float = 0.8  # the per-chain step size is adapted towards this acceptance rate
+    metropolis: bool = True  # accept/reject (exact for the Gaussian prior; see docs/posterior.md)
+    max_energy_error: float = 1000.0  # a transition with a larger energy error is divergent: rejected
+    denoise: Literal["tweedie", "none"] = "tweedie"  # final step: κ + σ_min² · score(κ, σ_min)
+    max_restarts: int = 2  # a chain that produced NaN/inf is restarted (new key) at most this often
+    # --- likelihood ---
+    reduced_shear: bool = False  # model the reduced shear g = γ / (1 − κ) instead of γ
+    # --- MAP (method 'map'): annealed preconditioned gradient ascent with optax ---
+    map_steps_per_level: int = 30
+    map_learning_rate: float = 1.0  # on the preconditioned gradient (1 = Newton step in the Gaussian limit)
+    map_momentum: float = 0.9  # Nesterov momentum of optax.sgd
+
+    def __post_init__(self):
+        for name in ("n_samples", "chains", "chunk", "n_levels", "steps_per_level", "thin",
+                     "max_leapfrog_steps", "map_steps_per_level"):
+            if getattr(self, name) < 1:
+                raise _err(name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("burn_in", "max_restarts"):
+            if getattr(self, name) < 0:
+                raise _err(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.leapfrog_steps is not None and self.leapfrog_steps < 1:
+            raise _err("leapfrog_steps", f"must be >= 1 or null, got {self.leapfrog_steps}")
+        for name in ("sigma_max", "sigma_min", "step_size"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise _err(name, f"must be > 0 or null, got {v}")
+        if self.sigma_min is not None and self.sigma_max is not None and not self.sigma_min < self.sigma_max:
+            raise _err("sigma_min", f"must be < posterior.sigma_max ({self.sigma_max}), got {self.sigma_min}")
+        if not self.trajectory_length > 0:
+            raise _err("trajectory_length", f"must be > 0, got {self.trajectory_length}")
+        if not 0 < self.target_accept < 1:
+            raise _err("target_accept", f"must be in (0, 1), got {self.target_accept}")
+        if not self.max_energy_error > 0:
+            raise _err("max_energy_error", f"must be > 0, got {self.max_energy_error}")
+        if not self.map_learning_rate > 0:
+            raise _err("map_learning_rate", f"must be > 0, got {self.map_learning_rate}")
+        if not 0 <= self.map_momentum < 1:
+            raise _err("map_momentum", f"must be in [0, 1), got {self.map_momentum}")

@@ -144,6 +144,18 @@ class MockConfig:
 
 
 @dataclass(frozen=True)
+class ExperimentConfig:
+    """What `make experiment CONFIG=...` reconstructs (see the Makefile and docs/tutorial.md)."""
+
+    catalog: Optional[str] = None  # a real shear catalog; null = a mock catalog of simulated map `index`
+    index: int = 0  # the simulated map that the mock catalog (and the truth) comes from
+
+    def __post_init__(self):
+        if self.index < 0:
+            raise ConfigError(f"config key 'experiment.index' must be >= 0, got {self.index}")
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = 0
     pad: int = 32  # zero padding in pixels on each side of the map (0 = periodic)
@@ -158,6 +170,7 @@ class Config:
     prior: PriorConfig = field(default_factory=PriorConfig)
     posterior: PosteriorConfig = field(default_factory=PosteriorConfig)
     summarize: SummarizeConfig = field(default_factory=SummarizeConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     healpix: HealpixConfig = field(default_factory=HealpixConfig)
 
     def __post_init__(self):

@@ -77,9 +77,27 @@ def config_from_header(header: fits.Header) -> dict:
     return cfg
 
 
+def _table_header(scalars: dict[str, Any]) -> fits.Header:
+    """Scalar diagnostics as header cards (long names as HIERARCH; NaN/inf, not allowed in FITS, as text)."""
+    h = fits.Header()
+    for key, value in scalars.items():
+        if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+            value = str(float(value))
+        elif isinstance(value, np.generic):
+            value = value.item()
+        name = key.upper()
+        h[name if len(name) <= 8 and " " not in name else f"HIERARCH {name}"] = value
+    return h
+
+
 def write_maps(path: str | Path, grid: FlatGrid, images: dict[str, np.ndarray], prov: dict[str, Any],
-               tables: dict[str, dict[str, np.ndarray]] | None = None) -> Path:
-    """Write images (2-D (ny, nx) or 3-D (n, ny, nx)) and tables to ``path`` atomically."""
+               tables: dict[str, dict[str, np.ndarray]] | None = None,
+               table_scalars: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Write images (2-D (ny, nx) or 3-D (n, ny, nx)) and tables to ``path`` atomically.
+
+    ``tables`` maps an extension name to equal-length columns; ``table_scalars`` adds scalar values
+    to that table's header.
+    """
     wcs_header = grid.wcs().to_header()
     hdus = [fits.PrimaryHDU(header=provenance_header(prov))]
     for name, arr in images.items():
@@ -93,7 +111,9 @@ def write_maps(path: str | Path, grid: FlatGrid, images: dict[str, np.ndarray], 
             v = np.asarray(values)
             fmt = "D" if v.dtype.kind == "f" else ("K" if v.dtype.kind in "iu" else f"{max(1, v.dtype.itemsize)}A")
             columns.append(fits.Column(name=cname, format=fmt, array=v))
-        hdus.append(fits.BinTableHDU.from_columns(columns, name=name))
+        hdu = fits.BinTableHDU.from_columns(columns, name=name)
+        hdu.header.extend(_table_header((table_scalars or {}).get(name, {})))
+        hdus.append(hdu)
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp, overwrite=True)
     return Path(path)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -20,7 +21,11 @@ from massmap.ops.shear import crop_map, kaiser_squires, pad_map
 from massmap.ops.spectra import ell_grid, mode_variance
 from massmap.ops.wiener import wiener_cg, wiener_fourier
 
-METHODS = ("ks", "wiener")
+METHODS = ("ks", "wiener", "posterior", "map")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during posterior sampling; the output was written with the samples finished so far."""
 
 
 @dataclass
@@ -94,12 +99,21 @@ def is_uniform(data: ShearData) -> bool:
     return bool(np.ptp(n) <= 1e-6 * np.max(n))
 
 
-def compute_maps(data: ShearData, config: Config, methods: tuple[str, ...]) -> tuple[dict, dict]:
-    """The κ maps of ``methods`` on the data's grid, and a dict of run information."""
+def compute_maps(data: ShearData, config: Config, methods: tuple[str, ...], progress: bool = False) -> tuple[dict, dict]:
+    """The κ maps of ``methods`` on the data's grid, and a dict of run information.
+
+    Posterior methods add KAPPA_MEAN, KAPPA_STD, KAPPA_SAMPLES, KAPPA_MAP and info["diagnostics"]. If
+    sampling is interrupted (Ctrl-C) after some samples finished, those are kept, the maps are made from
+    them and info["interrupted"] says so.
+    """
     pad = config.pad
     pix = data.grid.pixel_size_arcmin
     out: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {}
+    if {"posterior", "map"} & set(methods):
+        out_post, info_post = posterior_from_data(data, config, methods, progress)
+        out.update(out_post)
+        info.update(info_post)
     if "ks" in methods:
         ke, kb = kaiser_squires(jnp.asarray(data.g1), jnp.asarray(data.g2), pad)
         out["KAPPA_KS"], out["KAPPA_KS_B"] = np.asarray(ke), np.asarray(kb)
@@ -132,35 +146,94 @@ def compute_maps(data: ShearData, config: Config, methods: tuple[str, ...]) -> t
     return out, info
 
 
-def parse_methods(method: str) -> tuple[str, ...]:
+def posterior_from_data(data: ShearData, config: Config, methods: tuple[str, ...], progress: bool):
+    """Posterior samples/mean/std and MAP map with the configured prior (massmap.pipeline.posterior)."""
+    from massmap.pipeline.posterior import posterior_maps, resolve_prior
+
+    pix = data.grid.pixel_size_arcmin
+    ny, nx = data.grid.ny + 2 * config.pad, data.grid.nx + 2 * config.pad
+    ell_tab, cl_tab, source = signal_cl(config, float(ell_grid(ny, nx, pix).max()))
+    prior = resolve_prior(config)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)  # the named key of posterior sampling
+    finished: list[np.ndarray] = []
+    wanted = tuple(m for m in ("posterior", "map") if m in methods)
+    info: dict[str, Any] = {"posterior_cl": source}
+    try:
+        res = posterior_maps(data.g1, data.g2, data.noise_std, data.mask, pix, config.pad, config, key,
+                             lambda a, b: mode_variance_on(ell_tab, cl_tab, a, b, pix), prior=prior,
+                             methods=wanted, progress=progress, on_samples=finished.append)
+    except KeyboardInterrupt:
+        if not finished:
+            raise
+        samples = np.concatenate(finished)
+        res = {"KAPPA_SAMPLES": samples, "KAPPA_MEAN": samples.mean(0),
+               "KAPPA_STD": samples.std(0, ddof=1) if len(samples) > 1 else np.zeros_like(samples[0]),
+               "DIAGNOSTICS": {"INTERRUPTED": True, "N_SAMPLES_KEPT": len(samples)}}
+        info["interrupted"] = len(samples)
+    out = {k: np.asarray(res[k], np.float32) for k in ("KAPPA_MEAN", "KAPPA_STD", "KAPPA_SAMPLES", "KAPPA_MAP")
+           if k in res}
+    info["diagnostics"] = res.get("DIAGNOSTICS", {})
+    if "n_score_evals" in res:
+        info["score_evals_per_sample"] = float(res["n_score_evals"])
+    return out, info
+
+
+def diagnostics_table(diag: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Split sampler diagnostics into per-level columns (equal length) and header scalars."""
+    arrays = {k: np.asarray(v) for k, v in diag.items() if isinstance(v, np.ndarray) and np.ndim(v) == 1}
+    n = max((len(v) for v in arrays.values()), default=0)
+    cols = {k: v for k, v in arrays.items() if len(v) == n}
+    scalars = {k: v for k, v in diag.items() if k not in cols and np.ndim(v) == 0}
+    return cols, scalars
+
+
+def parse_methods(method: str, allowed: tuple[str, ...] = METHODS, where: str = "") -> tuple[str, ...]:
+    """'all' or a comma-separated list of ``allowed`` methods, in canonical order."""
     if method == "all":
-        return METHODS
+        return allowed
     parts = tuple(m.strip() for m in method.split(",") if m.strip())
-    bad = [m for m in parts if m not in METHODS]
+    bad = [m for m in parts if m not in allowed]
     if bad or not parts:
-        raise InputError(f"unknown method '{bad[0] if bad else method}'; choose from {', '.join(METHODS)} or all")
-    return parts
+        culprit = bad[0] if bad else method
+        extra = f" {where}" if where and culprit in METHODS else ""
+        raise InputError(f"unknown method '{culprit}'{extra}; choose from {', '.join(allowed)} or all")
+    return tuple(m for m in allowed if m in parts)
 
 
 def run_reconstruct(config: Config, input_path: str | Path, output: str | Path, method: str = "all",
-                    overwrite: bool = False, plot: bool = True) -> dict[str, Any]:
-    """Read the input, compute the requested maps, write OUT.fits (+ .config.yaml, .png)."""
+                    overwrite: bool = False, plot: bool = True, progress: bool = False) -> dict[str, Any]:
+    """Read the input, compute the requested maps, write OUT.fits (+ .config.yaml, .png).
+
+    Raises :class:`Interrupted` after writing the output if Ctrl-C stopped posterior sampling early.
+    """
     out_path = check_output(output, overwrite)
     methods = parse_methods(method)
     data = load_shear(input_path, config)
-    maps, info = compute_maps(data, config, methods)
+    maps, info = compute_maps(data, config, methods, progress=progress)
     info.update(data.info)
     images = dict(maps)
     images.update(GAMMA1=data.g1, GAMMA2=data.g2, NOISE_STD=data.noise_std, MASK=data.mask)
     inputs = {"input": Path(input_path).name, "methods": ",".join(methods)}
-    inputs.update({k: v for k, v in info.items() if k in ("rows_read", "rows_used", "sigma_e",
-                                                           "wiener_iterations", "wiener_residual")})
-    write_maps(out_path, data.grid, images, provenance(config, "reconstruct", inputs))
+    inputs.update({k: v for k, v in info.items() if k in ("rows_read", "rows_used", "sigma_e", "wiener_iterations",
+                                                           "wiener_residual", "score_evals_per_sample")})
+    if "interrupted" in info:
+        inputs["incomplete"] = f"interrupted: {info['interrupted']} of {config.posterior.n_samples} samples"
+    tables, scalars = {}, {}
+    if info.get("diagnostics"):
+        cols, sc = diagnostics_table(info["diagnostics"])
+        if not cols:
+            cols = {"LEVEL": np.zeros(0, np.int64)}
+        tables["DIAGNOSTICS"], scalars["DIAGNOSTICS"] = cols, sc
+    write_maps(out_path, data.grid, images, provenance(config, "reconstruct", inputs), tables, scalars)
     write_config_sidecar(out_path, config)
     if plot:
-        plot_maps(out_path.with_suffix(".png"), data.grid, maps, title=f"massmap reconstruct: {Path(input_path).name}",
-                  mask=None)
+        shown = {k: v for k, v in maps.items() if v.ndim == 2}
+        plot_maps(out_path.with_suffix(".png"), data.grid, shown,
+                  title=f"massmap reconstruct: {Path(input_path).name}", mask=None)
     info["output"] = str(out_path)
     info["maps"] = list(maps)
     info["grid"] = data.grid
+    if "interrupted" in info:
+        raise Interrupted(f"interrupted: wrote {out_path} with the {info['interrupted']} posterior samples "
+                          f"finished (of {config.posterior.n_samples} asked for)")
     return info

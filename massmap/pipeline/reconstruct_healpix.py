@@ -105,7 +105,7 @@ def run_reconstruct_healpix(config: Config, input_path: str | Path, output: str 
                             overwrite: bool = False, plot: bool = True) -> dict[str, Any]:
     """Read the catalog, compute the requested HEALPix maps, write OUT.fits (+ .config.yaml, .png)."""
     out_path = check_output(output, overwrite)
-    methods = parse_methods(method)
+    methods = parse_methods(method, ("ks", "wiener"), where="with --geometry healpix")
     data, info = load_shear_healpix(input_path, config)
     maps, run_info = compute_maps_healpix(data, config, methods)
     info.update(run_info)

@@ -1,0 +1,155 @@
+"""Posterior sampling cost: score evaluations and wall time per independent sample, massmap vs jax-lensing.
+
+    python benchmarks/bench_posterior.py [--sizes 128 360] [--chains 8] [--draws 16 8]
+
+The test problem is the Gaussian limit, where the answer is known in closed form: a Gaussian random
+field with the Limber C_ℓ of the default cosmology (jax-cosmo, halofit, sources at z = 1), 1' pixels,
+uniform shape noise σ_e = 0.26 with 30 galaxies/arcmin² (σ_n = σ_e/√30 per component and pixel), no
+mask and pad = 0, sampled with the analytic Gaussian prior and the default `posterior` settings.
+The posterior is then N(Wiener, (S⁻¹ + N⁻¹)⁻¹) diagonal in Fourier space, so every run also reports its
+accuracy: the map-averaged std over the analytic one, the fraction of pixels whose std is within 10%,
+and the mean over pixels of z² = ((mean − Wiener)/(std/√ESS))² (1 for a correct sampler).
+
+Cost: "evals/sample" = score (and likelihood-gradient) evaluations spent per returned sample,
+annealing included; "evals/ESS" divides the total by the effective sample size (median over pixels,
+and the smallest over the summary statistics map variance, central mean and peak). The reference is
+jax-lensing (Remy et al. 2022), which spends ~36,000 leapfrog evaluations per posterior sample.
+
+Each size runs in its own subprocess: one warm-up call with the same chunk shape (compiles), then the
+timed call; the peak-memory column is the growth of the resident set during the timed call (VmHWM
+reset through /proc/self/clear_refs). Run sparingly: about 1 + 6 minutes on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+JAX_LENSING_EVALS_PER_SAMPLE = 36_000
+PIX = 1.0
+SIGMA_E, N_GAL = 0.26, 30.0
+
+
+def _status_kb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1])
+    return float("nan")
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def worker(n: int, chains: int, draws: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from massmap.config import load_config
+    from massmap.cosmology import kappa_cl
+    from massmap.infer.diagnostics import effective_sample_size
+    from massmap.ops.shear import kappa_to_shear, shear_to_kappa
+    from massmap.ops.spectra import cl_on_grid, ell_grid, gaussian_random_field, mode_variance
+    from massmap.pipeline.posterior import posterior_maps
+
+    base = load_config()
+    ell = np.geomspace(1.0, 1.5 * ell_grid(n, n, PIX).max(), 200)
+    cl = kappa_cl(base.cosmology, base.sources, ell)
+
+    def mode_var_fn(ny, nx):
+        return mode_variance(cl_on_grid(ell, cl, ny, nx, PIX), PIX).astype(np.float32)
+
+    sigma_n = SIGMA_E / np.sqrt(N_GAL * PIX**2)
+    kappa = gaussian_random_field(jax.random.PRNGKey(0), cl_on_grid(ell, cl, n, n, PIX), PIX)
+    g1, g2 = (np.asarray(a) for a in kappa_to_shear(kappa))
+    rng = np.random.default_rng(0)
+    g1 = g1 + sigma_n * rng.normal(size=g1.shape)
+    g2 = g2 + sigma_n * rng.normal(size=g2.shape)
+    noise, mask = np.full((n, n), sigma_n), np.ones((n, n))
+    s = mode_var_fn(n, n).astype(np.float64)
+    ke = np.asarray(shear_to_kappa(jnp.asarray(g1), jnp.asarray(g2))[0], np.float64)
+    wiener = np.fft.ifft2(np.fft.fft2(ke) * s / (s + sigma_n**2)).real
+    std_exact = np.sqrt(np.mean(s * sigma_n**2 / (s + sigma_n**2)))
+
+    def cfg(n_samples):
+        return load_config(overrides=[f"posterior.n_samples={n_samples}", f"posterior.chains={chains}",
+                                      f"posterior.chunk={chains}"])
+
+    args = (g1, g2, noise, mask, PIX, 0)
+    t0 = time.perf_counter()
+    posterior_maps(*args, cfg(chains), jax.random.PRNGKey(1), mode_var_fn, progress=False)
+    warm = time.perf_counter() - t0
+    rss0 = _status_kb("VmRSS")
+    ok = _reset_peak()
+    t0 = time.perf_counter()
+    res = posterior_maps(*args, cfg(chains * draws), jax.random.PRNGKey(2), mode_var_fn, progress=False)
+    wall = time.perf_counter() - t0
+    peak_mb = (_status_kb("VmHWM") - rss0) / 1024.0 if ok else None
+    samples = res["KAPPA_SAMPLES"]
+    d = res["DIAGNOSTICS"]
+    ess_pix = np.asarray(effective_sample_size(samples.reshape((chains, draws) + samples.shape[1:])))
+    ess_summary = min(d[f"ESS_{k}"] for k in ("VARIANCE", "CENTRE_MEAN", "PEAK"))
+    total = d["N_SCORE_EVALS"]
+    z2 = float(np.mean(((res["KAPPA_MEAN"] - wiener) / (std_exact / np.sqrt(ess_pix))) ** 2))
+    std = res["KAPPA_STD"]
+    return {
+        "n": n, "chains": chains, "draws": draws, "samples": len(samples), "warmup_s": warm, "wall_s": wall,
+        "peak_mb": peak_mb, "evals_per_sample": res["n_score_evals"], "total_evals": total,
+        "ess_pixel_median": float(np.median(ess_pix)), "ess_summary_min": float(ess_summary),
+        "evals_per_ess_pixel": total / float(np.median(ess_pix)), "evals_per_ess_summary": total / ess_summary,
+        "wall_per_ess_pixel": wall / float(np.median(ess_pix)),
+        "std_ratio": float(np.sqrt(np.mean(std**2)) / std_exact),
+        "frac_std_10pct": float(np.mean(np.abs(std / std_exact - 1) < 0.1)), "mean_z2": z2,
+        "acceptance": d["ACCEPTANCE_DRAWS"], "step_size": d["STEP_SIZE_DRAWS"],
+        "rhat_max": max(d[f"RHAT_{k}"] for k in ("VARIANCE", "CENTRE_MEAN", "PEAK")),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 360])
+    ap.add_argument("--chains", type=int, default=8)
+    ap.add_argument("--draws", type=int, nargs="+", default=[16, 8], help="draws per chain, one per size")
+    ap.add_argument("--worker", type=int, nargs=3, metavar=("N", "CHAINS", "DRAWS"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker(*a.worker)))
+        return 0
+    draws = a.draws + [a.draws[-1]] * (len(a.sizes) - len(a.draws))
+    rows = []
+    for n, dr in zip(a.sizes, draws):
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+        out = subprocess.run([sys.executable, __file__, "--worker", str(n), str(a.chains), str(dr)],
+                             capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            print(out.stderr[-3000:], file=sys.stderr)
+            return 1
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"\nposterior sampling, Gaussian limit (analytic prior), CPU: {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores; jax-lensing reference: {JAX_LENSING_EVALS_PER_SAMPLE:,} evals/sample\n")
+    print("| map | chains×draws | evals/sample | ESS (pixel median / summary min) | evals/ESS (pixel / summary) "
+          "| wall (s) | wall/ESS (s) | warm-up (s) | peak MB | std/exact | pixels within 10% | mean z² | accept |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "n/a"
+        print(f"| {r['n']}² | {r['chains']}×{r['draws']} | {r['evals_per_sample']:.0f} | "
+              f"{r['ess_pixel_median']:.0f} / {r['ess_summary_min']:.0f} | "
+              f"{r['evals_per_ess_pixel']:.0f} / {r['evals_per_ess_summary']:.0f} | {r['wall_s']:.1f} | "
+              f"{r['wall_per_ess_pixel']:.2f} | {r['warmup_s']:.1f} | {peak} | {r['std_ratio']:.3f} | "
+              f"{r['frac_std_10pct']:.2f} | {r['mean_z2']:.2f} | {r['acceptance']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

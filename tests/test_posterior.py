@@ -1,0 +1,427 @@
+"""Posterior sampling (annealed HMC with a score prior) and the MAP, against closed forms.
+
+All problems are tiny (≤ 32² padded pixels) so that a dense Wiener solution is cheap; every
+posterior_maps configuration used here compiles once (the compiled functions are cached by settings).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from massmap.config import ConfigError, load_config
+from massmap.infer.annealed import fourier_apply, fourier_precision, leapfrog, probe_mode_variance
+from massmap.infer.diagnostics import effective_sample_size, split_rhat
+from massmap.infer.likelihood import (data_weight, log_likelihood, log_likelihood_and_grad, predicted_shear,
+                                      shear_data)
+from massmap.io.output import InputError
+from massmap.ops.shear import kappa_to_shear, pad_map, shear_to_kappa
+from massmap.ops.spectra import cl_on_grid, gaussian_random_field, mode_variance
+from massmap.pipeline.posterior import SamplingError, posterior_maps
+from massmap.prior.gaussian import gaussian_score
+
+loglike = jax.jit(log_likelihood, static_argnums=3)
+loglike_and_grad = jax.jit(log_likelihood_and_grad, static_argnums=3)
+
+PIX = 1.0  # arcmin
+ELL = np.geomspace(10, 1e5, 200)
+CL = 1e-9 * (ELL / 1000.0) ** -1.2  # a power law close to Limber C_ℓ^κκ at these scales
+
+
+def mode_var_fn(ny, nx):
+    return mode_variance(cl_on_grid(ELL, CL, ny, nx, PIX), PIX).astype(np.float32)
+
+
+def grf(seed, n):
+    return np.asarray(gaussian_random_field(jax.random.PRNGKey(seed), cl_on_grid(ELL, CL, n, n, PIX), PIX))
+
+
+def config(**kw):
+    return load_config(overrides=[f"posterior.{k}={v}" for k, v in kw.items()])
+
+
+def by_chain(result, chains):
+    s = result["KAPPA_SAMPLES"]
+    return s.reshape((chains, -1) + s.shape[1:])
+
+
+def mean_z2(mean, truth, std, ess):
+    """Mean over pixels of ((MC mean − truth) / MC error)², MC error = posterior std / √ESS per pixel."""
+    return float(np.mean(((mean - truth) / (std / np.sqrt(ess))) ** 2))
+
+
+# --------------------------------------------------------------------------- the Gaussian limit (exact)
+
+N_GAUSS, SIGMA_N = 32, 0.05
+CHAINS = 16
+
+
+@pytest.fixture(scope="module")
+def uniform_problem():
+    rng = np.random.default_rng(0)
+    g1, g2 = (np.asarray(a) for a in kappa_to_shear(jnp.asarray(grf(1, N_GAUSS))))
+    g1 = g1 + SIGMA_N * rng.normal(size=g1.shape)
+    g2 = g2 + SIGMA_N * rng.normal(size=g2.shape)
+    noise = np.full(g1.shape, SIGMA_N)
+    mask = np.ones(g1.shape)
+    cfg = config(n_samples=512, chains=CHAINS, chunk=CHAINS)
+    res = posterior_maps(g1, g2, noise, mask, PIX, 0, cfg, jax.random.PRNGKey(7), mode_var_fn,
+                         methods=("posterior", "map"), progress=False)
+    # closed form, written out independently of ops.wiener: D is unitary, so per Fourier mode
+    # κ̂ = s/(s + σ_n²) · KS(γ)^ with posterior variance (1/s + 1/σ_n²)⁻¹ (0 for ℓ = 0, where s = 0)
+    s = mode_var_fn(N_GAUSS, N_GAUSS).astype(np.float64)
+    ke = np.asarray(shear_to_kappa(jnp.asarray(g1), jnp.asarray(g2))[0], np.float64)
+    wiener = np.fft.ifft2(np.fft.fft2(ke) * s / (s + SIGMA_N**2)).real
+    std = np.sqrt(np.mean(s * SIGMA_N**2 / (s + SIGMA_N**2)))  # stationary: the same in every pixel
+    return dict(g1=g1, g2=g2, noise=noise, mask=mask, cfg=cfg, res=res, wiener=wiener, std=std, ke=ke)
+
+
+def test_gaussian_limit_mean_is_wiener(uniform_problem):
+    p = uniform_problem
+    res = p["res"]
+    assert res["KAPPA_SAMPLES"].shape == (512, N_GAUSS, N_GAUSS)
+    ess = np.asarray(effective_sample_size(by_chain(res, CHAINS)))
+    # With a correct sampler the pixel mean of z² is 1 (±~0.3 for this map's few hundred effectively
+    # independent pixels); a bias of 0.3 posterior std would add 0.09·ESS ≈ 20. 2.0 leaves room for the
+    # noise of the ESS estimate.
+    assert mean_z2(res["KAPPA_MEAN"], p["wiener"], p["std"], ess) < 2.0
+    # Power of the check: the unfiltered Kaiser-Squires map fails it by orders of magnitude.
+    assert mean_z2(res["KAPPA_MEAN"], p["ke"], p["std"], ess) > 100
+    # The MAP of a Gaussian posterior is its mean: deterministic, so a tight tolerance (0.5% of the
+    # map rms covers float32 and the O(σ_min²/s) ≈ 0.2% smoothing of the prior at σ_min = 1e-3).
+    rms = np.sqrt(np.mean(p["wiener"] ** 2))
+    assert np.sqrt(np.mean((res["KAPPA_MAP"] - p["wiener"]) ** 2)) < 5e-3 * rms
+
+
+def test_gaussian_limit_std_is_analytic(uniform_problem):
+    p = uniform_problem
+    std = p["res"]["KAPPA_STD"]
+    # Map-averaged variance: hundreds of effectively independent pixels × ESS ~ 300 each make its
+    # relative MC error < 1%; 3% also absorbs the Tweedie/σ_min bias (≈ 0.2%).
+    assert abs(np.sqrt(np.mean(std**2)) / p["std"] - 1) < 0.03
+    # Per pixel: the relative MC error of a std from ESS ≈ 300 draws is 1/√(2·ESS) ≈ 4%, so 10% is
+    # 2.5σ and ≥ 90% of the pixels must be within 10% of the analytic value.
+    assert np.mean(np.abs(std / p["std"] - 1) < 0.10) >= 0.90
+
+
+def test_diagnostics_and_cost(uniform_problem):
+    res = uniform_problem["res"]
+    d = res["DIAGNOSTICS"]
+    n_levels = len(d["SIGMA"])
+    for col in ("ACCEPTANCE", "STEP_SIZE", "LEAPFROG_STEPS", "DIVERGENT"):
+        assert d[col].shape == (n_levels,)
+    assert np.all(np.diff(d["SIGMA"]) < 0) and d["SIGMA"][-1] == pytest.approx(1e-3)
+    # Step size adaptation towards target_accept = 0.8: the draws' acceptance ends up within ±0.15.
+    assert abs(d["ACCEPTANCE_DRAWS"] - 0.8) < 0.15
+    assert d["N_DROPPED"] == 0 and d["N_RESTARTS"] == 0 and d["DIVERGENT_DRAWS"] == 0
+    for stat in ("VARIANCE", "CENTRE_MEAN", "PEAK"):
+        assert d[f"RHAT_{stat}"] < 1.1  # converged chains (16 × 32 draws of independent starts)
+        assert d[f"ESS_{stat}"] > 100
+    # The preconditioned sampler needs far fewer than the ~36,000 evaluations per sample of jax-lensing.
+    assert 0 < res["n_score_evals"] < 100
+    assert d["N_SCORE_EVALS"] == pytest.approx(res["n_score_evals"] * 512)
+
+
+def test_reproducible_and_chains_independent(uniform_problem):
+    p = uniform_problem
+    args = (p["g1"], p["g2"], p["noise"], p["mask"], PIX, 0)
+    # chain c depends only on fold_in(key, c): a run of 32 chains (two chunks of 16) repeats the 16
+    # chains of the fixture exactly, and on_samples streams its samples chunk by chunk
+    chunks = []
+    more = posterior_maps(*args, config(n_samples=1024, chains=32, chunk=16), jax.random.PRNGKey(7), mode_var_fn,
+                          progress=False, on_samples=chunks.append)
+    np.testing.assert_array_equal(more["KAPPA_SAMPLES"][:512], p["res"]["KAPPA_SAMPLES"])
+    assert len(chunks) == 2 and np.array_equal(np.concatenate(chunks), more["KAPPA_SAMPLES"])
+    new_key = posterior_maps(*args, p["cfg"], jax.random.PRNGKey(8), mode_var_fn, progress=False)
+    assert not np.allclose(new_key["KAPPA_SAMPLES"], p["res"]["KAPPA_SAMPLES"])
+
+
+# --------------------------------------------------------------------------- mask, varying noise, padding
+
+N_MASK, PAD = 24, 4  # padded grid 32², the same compiled sampler as above
+
+
+def dense_wiener(g1, g2, noise, mask, pad):
+    """Posterior mean and per-pixel std on the padded grid by dense linear algebra (data-space form).
+
+    mean = S Pᵀ (P S Pᵀ + N)⁻¹ γ and Σ = S − S Pᵀ (P S Pᵀ + N)⁻¹ P S, with P restricted to the data
+    pixels; S = F⁻¹ diag(s) F is singular on ℓ = 0, which this form handles.
+    """
+    n = g1.shape[0] + 2 * pad
+    npx = n * n
+    basis = np.eye(npx).reshape(npx, n, n)
+    s = mode_var_fn(n, n).astype(np.float64)
+    cov_s = np.fft.ifft2(np.fft.fft2(basis) * s).real.reshape(npx, npx).T
+    p1, p2 = (np.asarray(a, np.float64).reshape(npx, npx).T for a in kappa_to_shear(jnp.asarray(basis, jnp.float32)))
+    sel = np.asarray(pad_map(jnp.asarray(mask), pad)).ravel() > 0
+    var = np.asarray(pad_map(jnp.asarray(noise), pad), np.float64).ravel()[sel] ** 2
+    pd = np.vstack([p1[sel], p2[sel]])
+    y = np.concatenate([np.asarray(pad_map(jnp.asarray(g), pad), np.float64).ravel()[sel] for g in (g1, g2)])
+    gain = cov_s @ pd.T @ np.linalg.inv(pd @ cov_s @ pd.T + np.diag(np.concatenate([var, var])))
+    mean = (gain @ y).reshape(n, n)[pad:-pad, pad:-pad]
+    std = np.sqrt(np.diag(cov_s - gain @ pd @ cov_s)).reshape(n, n)[pad:-pad, pad:-pad]
+    return mean, std
+
+
+def test_mask_and_varying_noise_match_dense_wiener():
+    rng = np.random.default_rng(3)
+    n = N_MASK + 2 * PAD
+    g1, g2 = (np.asarray(a)[PAD:-PAD, PAD:-PAD] for a in kappa_to_shear(jnp.asarray(grf(2, n))))
+    noise = 0.03 * (1 + 2 * rng.random(g1.shape))  # per-pixel σ from 0.03 to 0.09
+    mask = np.ones(g1.shape)
+    mask[5:11, 8:16] = 0  # a masked star
+    mask[rng.random(g1.shape) < 0.1] = 0  # and empty pixels
+    noise[0, 0] = np.nan  # no-data markers in NOISE_STD must also be ignored
+    g1 = g1 + np.nan_to_num(noise) * rng.normal(size=g1.shape)
+    g2 = g2 + np.nan_to_num(noise) * rng.normal(size=g1.shape)
+    mask_eff = mask * np.isfinite(noise)
+    mean, std = dense_wiener(g1, g2, np.nan_to_num(noise, nan=1.0), mask_eff, PAD)
+    cfg = config(n_samples=512, chains=CHAINS, chunk=CHAINS)
+    res = posterior_maps(g1, g2, noise, mask, PIX, PAD, cfg, jax.random.PRNGKey(3), mode_var_fn,
+                         methods=("posterior", "map"), progress=False)
+    assert res["KAPPA_MEAN"].shape == (N_MASK, N_MASK)
+    ess = np.asarray(effective_sample_size(by_chain(res, CHAINS)))
+    assert np.median(ess) > 200  # 512 draws; the preconditioner is only approximate with a mask
+    # same reasoning as the Gaussian-limit check (mean z² is 1 for a correct sampler)
+    assert mean_z2(res["KAPPA_MEAN"], mean, std, ess) < 2.0
+    # std: the same tolerances as in the uniform case (map average within 3%, ≥ 90% of pixels within
+    # 10%; MC errors ≈ 1% and ≈ 4% with a median ESS of several hundred)
+    assert abs(np.sqrt(np.mean(res["KAPPA_STD"] ** 2) / np.mean(std**2)) - 1) < 0.03
+    assert np.mean(np.abs(res["KAPPA_STD"] / std - 1) < 0.10) >= 0.90
+    # the std is larger where data are missing (inside the masked rectangle) than where they are not, as
+    # in the dense solution (the contrast averages 24 + ~400 pixels: MC error ≈ 1%, so 3%)
+    def contrast(sd):
+        return sd[6:10, 9:15].mean() / sd[mask_eff > 0].mean()
+
+    assert contrast(std) > 1.05
+    assert contrast(res["KAPPA_STD"]) == pytest.approx(contrast(std), rel=0.03)
+    # MAP = posterior mean of a Gaussian: deterministic, 1% of the map rms (float32, σ_min smoothing,
+    # finite number of preconditioned gradient steps)
+    assert np.sqrt(np.mean((res["KAPPA_MAP"] - mean) ** 2)) < 1e-2 * np.sqrt(np.mean(mean**2))
+
+
+# --------------------------------------------------------------------------- numerics: likelihood, leapfrog
+
+def test_likelihood_gradient_adjoint_and_mask():
+    rng = np.random.default_rng(5)
+    n, pad = 16, 3
+    g1, g2 = rng.normal(size=(2, n, n)) * 0.05
+    noise = 0.02 + 0.03 * rng.random((n, n))
+    mask = (rng.random((n, n)) > 0.2).astype(float)
+    data = shear_data(g1, g2, noise, mask, pad)
+    kappa = jnp.asarray(rng.normal(size=(n + 2 * pad,) * 2) * 0.03, jnp.float32)
+    for sigma in (0.0, 0.02):
+        ll, grad = loglike_and_grad(kappa, data, sigma, False)
+        auto = jax.jit(jax.grad(log_likelihood))(kappa, data, sigma)
+        # the explicit Pᵀ W (γ − Pκ) is the gradient: equal to autodiff up to float32 rounding
+        np.testing.assert_allclose(np.asarray(grad), np.asarray(auto), rtol=1e-4,
+                                   atol=1e-4 * float(jnp.abs(auto).max()))
+        assert float(ll) == pytest.approx(float(loglike(kappa, data, sigma, False)), rel=1e-6)
+    # annealing inflates the noise variance by σ² in data pixels only; no weight in the padding
+    w = np.asarray(data_weight(data, 0.02))
+    inner = w[pad:-pad, pad:-pad]
+    np.testing.assert_allclose(inner, mask / (noise**2 + 0.02**2), rtol=1e-5)
+    assert np.all(w[:pad] == 0) and np.all(w[:, -pad:] == 0)
+    # masked pixels carry no information: changing their shear changes nothing
+    g1b = np.where(mask > 0, g1, 10.0)
+    data_b = shear_data(g1b, g2, noise, mask, pad)
+    ll_b, grad_b = loglike_and_grad(kappa, data_b, 0.0, False)
+    ll_a, grad_a = loglike_and_grad(kappa, data, 0.0, False)
+    assert float(ll_a) == float(ll_b)
+    np.testing.assert_array_equal(np.asarray(grad_a), np.asarray(grad_b))
+
+
+def test_reduced_shear_likelihood():
+    n = 16
+    kappa = jnp.asarray(grf(4, n) * 3, jnp.float32)  # |κ| up to ~0.3: reduced shear matters
+    g1, g2 = (np.asarray(a) for a in predicted_shear(kappa, reduced_shear=True))
+    # g = γ / (1 − κ) by definition
+    np.testing.assert_allclose(g1, np.asarray(kappa_to_shear(kappa)[0] / (1 - kappa)), rtol=1e-5, atol=1e-7)
+    data = shear_data(g1, g2, np.full((n, n), 0.01), np.ones((n, n)), 0)
+    ll, grad = loglike_and_grad(kappa, data, 0.0, True)
+    # noise-free reduced-shear data: the true κ is the maximum (ll = 0, zero gradient) of the reduced
+    # model but not of the linear one
+    assert abs(float(ll)) < 1e-6 and float(jnp.abs(grad).max()) < 1e-3
+    assert float(loglike(kappa, data, 0.0, False)) < -1.0
+    # the autodiff gradient matches a central finite difference along a random direction
+    direction = jnp.asarray(np.random.default_rng(1).normal(size=(n, n)), jnp.float32)
+    kappa2 = kappa + 0.01 * direction
+    _, grad2 = loglike_and_grad(kappa2, data, 0.0, True)
+    h = 1e-3
+    fd = (loglike(kappa2 + h * direction, data, 0.0, True)
+          - loglike(kappa2 - h * direction, data, 0.0, True)) / (2 * h)
+    # float32 finite difference of a sum over 256 pixels: 2% relative
+    assert float(jnp.sum(grad2 * direction)) == pytest.approx(float(fd), rel=2e-2)
+
+
+def test_path_integral_of_gaussian_score_is_exact():
+    """The Metropolis correction integrates the score along the leapfrog path (trapezoidal rule); for the
+    Gaussian prior the score is linear and the result must equal the exact change of log p_σ."""
+    n, sigma = 32, 0.01
+    s = jnp.asarray(mode_var_fn(n, n))
+    rng = np.random.default_rng(2)
+    data = shear_data(*(rng.normal(size=(2, n, n)) * 0.05), np.full((n, n), 0.05), np.ones((n, n)), 0)
+
+    def log_prior(k):  # log N(0, S + σ²) up to a constant: −½ Σ_k |κ̂_k|² / (N (s_k + σ²))
+        return -0.5 * jnp.sum(jnp.abs(jnp.fft.fft2(k)) ** 2 / (s + sigma**2)) / (n * n)
+
+    def logl(k, sg):
+        return log_likelihood_and_grad(k, data, sg)
+
+    def score(k, sg):
+        return gaussian_score(k, sg, s)
+
+    h = fourier_precision(s, float(jnp.mean(data_weight(data, sigma))), sigma)
+    x0 = jnp.asarray(grf(3, n), jnp.float32)
+    p0 = fourier_apply(jnp.asarray(rng.normal(size=(n, n)), jnp.float32), jnp.sqrt(h))
+    ll0, g0 = logl(x0, sigma)
+    out = leapfrog(x0, p0, ll0, g0, score(x0, sigma), 0.3, 8, sigma, logl, score, lambda p: fourier_apply(p, 1 / h))
+    x1, dlp, steps = out[0], out[5], out[6]
+    exact = float(log_prior(x1) - log_prior(x0))
+    assert int(steps) == 8
+    # float32 sums of ~10³ terms of either sign: 0.1% of the (order-unity or larger) change
+    assert float(dlp) == pytest.approx(exact, rel=1e-3, abs=1e-2)
+    assert abs(exact) > 1.0  # the check is not trivially satisfied by a tiny move
+
+
+def test_probe_mode_variance_recovers_gaussian_spectrum():
+    """A learned prior's preconditioner comes from the linear response of its score; for the Gaussian
+    score it must return the prior's own mode variance."""
+    n, sigma = 32, 2e-3
+    s = mode_var_fn(n, n)
+    est = np.asarray(jax.jit(probe_mode_variance, static_argnums=(0, 2))(
+        lambda k, sg: gaussian_score(k, sg, jnp.asarray(s)), jax.random.PRNGKey(0), (n, n), sigma))
+    rel = np.abs(est / np.where(s > 0, s, 1) - 1)[s > 0]
+    # exact per mode, but averaged over rings of integer |k| with random probe weights: C_ℓ varies by up
+    # to ×1.5 within the innermost rings, ~6% further out → median 5%, worst 30%
+    assert np.median(rel) < 0.05 and rel.max() < 0.30
+    assert est[0, 0] == 0
+
+
+# --------------------------------------------------------------------------- learned-prior path, NaN chains
+
+N_SMALL = 16
+
+
+class FakePrior:
+    """A stand-in for a loaded learned prior: the Gaussian score on its own 16² grid, optionally poisoned.
+
+    With ``poison`` the score is NaN wherever σ < 0.01 and κ[0, 0] > 0 — as a network can return NaN
+    for inputs out of its training range.
+    """
+
+    def __init__(self, pixel_size_arcmin=PIX, npix=N_SMALL, poison=False, metadata=None):
+        self.pixel_size_arcmin, self.npix = pixel_size_arcmin, npix
+        self.sigma_min, self.sigma_max = 2e-3, 0.08
+        self.metadata = dict(metadata or {"name": "fake"})
+        self.mode_var = jnp.asarray(mode_var_fn(npix, npix))
+        self.poison = poison
+
+    def score(self, kappa, sigma):
+        if kappa.shape[-2:] != self.mode_var.shape:
+            raise ValueError("map size does not match the network")
+        out = gaussian_score(kappa, sigma, self.mode_var)
+        if self.poison:
+            bad = (sigma < 0.01) & (kappa[:, 0, 0] > 0)
+            out = jnp.where(bad[:, None, None], jnp.nan, out)
+        return out
+
+
+def small_data(amplitude=0.0, seed=0):
+    """16² shear with uniform noise of a GRF plus a blob that sets κ(0, 0) = ``amplitude``."""
+    n = N_SMALL
+    y, x = np.mgrid[:n, :n]
+    r2 = np.minimum(y, n - y) ** 2 + np.minimum(x, n - x) ** 2
+    field = grf(seed, n)
+    kappa = field + (amplitude - field[0, 0]) * np.exp(-r2 / 8.0)
+    g1, g2 = (np.asarray(a) for a in kappa_to_shear(jnp.asarray(kappa, jnp.float32)))
+    rng = np.random.default_rng(seed)
+    noise = np.full((n, n), 0.01)
+    return g1 + 0.01 * rng.normal(size=(n, n)), g2 + 0.01 * rng.normal(size=(n, n)), noise, np.ones((n, n))
+
+
+def test_learned_prior_path_and_nan_chains():
+    prior = FakePrior(poison=True)
+    cfg = config(n_samples=16, chains=4, chunk=4, max_restarts=2)
+    res = posterior_maps(*small_data(), PIX, 0, cfg, jax.random.PRNGKey(0), mode_var_fn, prior=prior,
+                         progress=False)
+    d = res["DIAGNOSTICS"]
+    # the schedule comes from the prior's trained σ range
+    assert d["SIGMA"][0] == pytest.approx(0.08) and d["SIGMA"][-1] == pytest.approx(2e-3)
+    assert d["PRIOR"] == "fake"
+    # its score is NaN around κ = 0 for σ < 0.01, so the spectrum probe fails and the Wiener C_ℓ is used
+    assert d["PRECONDITIONER"].startswith("gaussian prior C_ell (")
+    # chains that reach σ < 0.01 with κ[0,0] > 0 produce NaN: detected, restarted, never returned
+    assert d["N_FAILED_RUNS"] > 0 and d["N_RESTARTS"] > 0
+    assert np.all(np.isfinite(res["KAPPA_SAMPLES"]))
+    assert d["N_CHAINS_USED"] == d["N_CHAINS"] - d["N_DROPPED"]
+    assert len(res["KAPPA_SAMPLES"]) == min(16, 4 * d["N_CHAINS_USED"])
+    # κ(0, 0) = 0.5 ± 0.01: every chain hits the NaN region, every restart too → one-line error
+    with pytest.raises(SamplingError, match="all 4 posterior chains"):
+        posterior_maps(*small_data(amplitude=0.5), PIX, 0, cfg, jax.random.PRNGKey(0), mode_var_fn, prior=prior,
+                       progress=False)
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+def test_bad_inputs():
+    g1, g2, noise, mask = small_data()
+    cfg = config(n_samples=4, chains=2, chunk=2)
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ConfigError, match="posterior.n_samples"):
+        load_config(overrides=["posterior.n_samples=0"])
+    with pytest.raises(ConfigError, match="posterior.target_accept"):
+        load_config(overrides=["posterior.target_accept=1.5"])
+    with pytest.raises(ConfigError, match="posterior.sigma_min"):
+        load_config(overrides=["posterior.sigma_min=0.1", "posterior.sigma_max=0.05"])
+    with pytest.raises(InputError, match="GAMMA2"):
+        posterior_maps(g1, g2[:-1], noise, mask, PIX, 0, cfg, key, mode_var_fn, progress=False)
+    with pytest.raises(InputError, match="no pixel carries shear data"):
+        posterior_maps(g1, g2, noise, mask * 0, PIX, 0, cfg, key, mode_var_fn, progress=False)
+    with pytest.raises(InputError, match="no pixel carries shear data"):
+        posterior_maps(g1, g2, noise * np.nan, mask, PIX, 0, cfg, key, mode_var_fn, progress=False)
+    with pytest.raises(ConfigError, match="unknown posterior method"):
+        posterior_maps(g1, g2, noise, mask, PIX, 0, cfg, key, mode_var_fn, methods=("hmc",), progress=False)
+    with pytest.raises(InputError, match="mode variance"):
+        posterior_maps(g1, g2, noise, mask, PIX, 2, cfg, key, lambda ny, nx: np.ones((3, 3)), progress=False)
+    # a learned prior must fit the grid: pixel scale, network size, σ range
+    with pytest.raises(InputError, match="arcmin pixels"):
+        posterior_maps(g1, g2, noise, mask, PIX, 0, cfg, key, mode_var_fn, prior=FakePrior(pixel_size_arcmin=2.0),
+                       progress=False)
+    with pytest.raises(InputError, match="cannot be evaluated"):
+        posterior_maps(g1, g2, noise, mask, PIX, 2, cfg, key, mode_var_fn, prior=FakePrior(), progress=False)
+    with pytest.raises(InputError, match="multiples of 4"):
+        posterior_maps(g1, g2, noise, mask, PIX, 1, cfg, key, mode_var_fn,
+                       prior=FakePrior(npix=18, metadata={"channels": (8, 16, 32)}), progress=False)
+    low = dataclasses.replace(cfg.posterior, sigma_min=1e-4)
+    with pytest.raises(ConfigError, match="posterior.sigma_min"):
+        posterior_maps(g1, g2, noise, mask, PIX, 0, low, key, mode_var_fn, prior=FakePrior(), progress=False)
+
+
+# --------------------------------------------------------------------------- diagnostics against known truth
+
+def test_rhat_and_ess_known_cases():
+    rng = np.random.default_rng(0)
+    iid = rng.normal(size=(8, 500))
+    # iid draws: R̂ − 1 = O(1/n) and the ESS estimate scatters by a few % around 4000
+    assert abs(float(split_rhat(iid)) - 1) < 0.02
+    assert float(effective_sample_size(iid)) == pytest.approx(4000, rel=0.15)
+    # AR(1) with ρ = 0.8: ESS = n (1 − ρ)/(1 + ρ) = 4000/9; the estimator's scatter is ~10%
+    rho = 0.8
+    ar = np.zeros((8, 500))
+    ar[:, 0] = rng.normal(size=8)
+    for t in range(1, 500):
+        ar[:, t] = rho * ar[:, t - 1] + np.sqrt(1 - rho**2) * rng.normal(size=8)
+    assert float(effective_sample_size(ar)) == pytest.approx(4000 / 9, rel=0.3)
+    # chains stuck at different means: R̂ far above 1
+    shifted = iid + 4.0 * np.arange(8)[:, None] / 8
+    assert float(split_rhat(shifted)) > 1.2
+    # a trend within each chain is caught by splitting the chains
+    trend = iid + np.linspace(0, 3, 500)[None, :]
+    assert float(split_rhat(trend)) > 1.2
+    # vectorised over trailing axes; too few draws → NaN
+    assert effective_sample_size(rng.normal(size=(4, 100, 3, 2))).shape == (3, 2)
+    assert np.isnan(float(split_rhat(iid[:, :3])))
