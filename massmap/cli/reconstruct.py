@@ -43,11 +43,7 @@ def reconstruct(input_path, output, method, prior, n_samples, chains, quiet, ove
         for note in info.get("notes", []):
             click.echo(f"  {note}")
     click.echo(f"grid {g.ny}x{g.nx} at {g.pixel_size_arcmin:g} arcmin, centre RA {g.center_ra:.4f} Dec {g.center_dec:.4f}")
-    if "wiener_solver" in info:
-        extra = ""
-        if "wiener_iterations" in info:
-            extra = f": {info['wiener_iterations']} iterations, residual {info['wiener_residual']:.1e}"
-        click.echo(f"Wiener ({info['wiener_cl']}) by {info['wiener_solver']}{extra}")
+    _echo_wiener(info)
     diag = info.get("diagnostics") or {}
     if "KAPPA_SAMPLES" in info["maps"]:
         rhat = [v for k, v in diag.items() if k.startswith("RHAT_") and v == v]
@@ -68,11 +64,7 @@ def _reconstruct_healpix(config, input_path, output, method, overwrite, no_plot)
         click.echo(f"  {note}")
     click.echo(f"HEALPix nside {info['nside']}, lmax {info['lmax']}: {info['n_observed']} observed pixels "
                f"(f_sky = {info['f_sky']:.4f})")
-    if "wiener_solver" in info:
-        extra = ""
-        if "wiener_iterations" in info:
-            extra = f": {info['wiener_iterations']} iterations, residual {info['wiener_residual']:.1e}"
-        click.echo(f"Wiener ({info['wiener_cl']}) by {info['wiener_solver']}{extra}")
+    _echo_wiener(info)
     click.echo(f"wrote {info['output']} ({', '.join(info['maps'])})")
 
 
@@ -92,3 +84,11 @@ def mock_catalog(kappa_path, output, truth_out, index, overwrite, config_files, 
     info = run_mock_catalog(config, kappa_path, output, truth_out=truth_out, index=index, overwrite=overwrite)
     click.echo(f"wrote {info['output']} ({info['n_galaxies']} galaxies)"
                + (f" and {info['truth']}" if info["truth"] else ""))
+
+
+def _echo_wiener(info: dict) -> None:
+    if "wiener_solver" in info:
+        extra = ""
+        if "wiener_iterations" in info:
+            extra = f": {info['wiener_iterations']} iterations, residual {info['wiener_residual']:.1e}"
+        click.echo(f"Wiener ({info['wiener_cl']}) by {info['wiener_solver']}{extra}")
