@@ -2,23 +2,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from massmap.config.core import ConfigError
 
 
 @dataclass(frozen=True)
 class PMConfig:
-    box_size: float = 200.0  # comoving box side, Mpc/h
-    mesh: int = 64  # PM cells per side
-    n_steps: int = 10  # kick-drift-kick steps from a_init to a = 1
-    a_init: float = 0.1  # scale factor of the 2LPT initial conditions
+    box_size: float = 200.0  # comoving box side, Mpc/h (must cover the field at the farthest source)
+    mesh: int = 256  # PM force-mesh cells per side
+    n_particles: Optional[int] = None  # particles per side; null = mesh (one particle per cell)
+    n_steps: int = 10  # kick-drift-kick steps from a_init to a = 1, uniform in a
+    a_init: float = 0.1  # scale factor of the LPT initial conditions
+    lpt_order: int = 2  # 1 (Zel'dovich) or 2 (2LPT) initial conditions
+    plane_thickness: float = 100.0  # largest lens-plane thickness along the line of sight, Mpc/h
+    pgd: bool = True  # potential-gradient-descent sharpening of the lens-plane densities (docs/simulate-pm.md)
+    pgd_alpha: float = 0.02  # PGD amplitude at a = 1 (calibrated for cells of ~0.8 Mpc/h)
+    pgd_alpha_slope: float = 0.8  # α(a) = pgd_alpha · a^pgd_alpha_slope
+    pgd_kl: float = 0.075  # PGD high-pass scale, in units of the mesh Nyquist wavenumber π mesh / box_size
+    pgd_ks: float = 2.0  # PGD low-pass scale, in units of the mesh Nyquist wavenumber
 
     def __post_init__(self):
         if self.mesh < 8:
             raise ConfigError(f"config key 'simulate.pm.mesh' must be >= 8, got {self.mesh}")
+        if self.n_particles is not None and self.n_particles < 8:
+            raise ConfigError(f"config key 'simulate.pm.n_particles' must be >= 8 or null, got {self.n_particles}")
         if not self.box_size > 0:
             raise ConfigError(f"config key 'simulate.pm.box_size' must be > 0, got {self.box_size}")
         if self.n_steps < 1:
             raise ConfigError(f"config key 'simulate.pm.n_steps' must be >= 1, got {self.n_steps}")
         if not 0 < self.a_init < 1:
             raise ConfigError(f"config key 'simulate.pm.a_init' must be in (0, 1), got {self.a_init}")
+        if self.lpt_order not in (1, 2):
+            raise ConfigError(f"config key 'simulate.pm.lpt_order' must be 1 or 2, got {self.lpt_order}")
+        for name in ("pgd_alpha", "pgd_kl", "pgd_ks"):
+            if not getattr(self, name) >= 0 or (name == "pgd_ks" and not self.pgd_ks > 0):
+                raise ConfigError(f"config key 'simulate.pm.{name}' must be {'> 0' if name == 'pgd_ks' else '>= 0'}, "
+                                  f"got {getattr(self, name)}")
+        if not self.plane_thickness > 0:
+            raise ConfigError(f"config key 'simulate.pm.plane_thickness' must be > 0, got {self.plane_thickness}")
