@@ -104,8 +104,14 @@ def probe_mode_variance(score: Callable, key: jax.Array, shape: tuple[int, int],
     The linear response of the score at κ = 0 to white probes v (central finite differences of size σ)
     gives the curvature c_k = −Re⟨F(Jv) F(v)*⟩ / ⟨|F(v)|²⟩ per mode, averaged over probes and over
     rings of integer |k|; a Gaussian prior has c_k = 1/(s_k + σ²), so s_k = max(1/c_k − σ², 0)
-    (s_0 = 0). Probes with a non-finite response are left out; NaN everywhere if all fail.
-    ``score(κ (B, ny, nx), σ (B,))``; costs 2·n_probes evaluations (one batch).
+    (s_0 = 0). A ring is *resolved* when its curvature is positive and, with ≥ 2 usable probes, more
+    than two standard errors of the per-probe estimates above zero. An unresolved ring (a response
+    lost in the network's finite-difference noise, or of the wrong sign — typically the low-|k| modes
+    at a small σ, whose response σ²/(s_k + σ²) is tiny) gets the largest variance of the resolved
+    rings, never the unbounded 1/c_k: it would remove the prior's curvature from the preconditioner
+    (h_k → the data weight alone), and the MAP ascent would over-step those modes wherever the
+    smoothed prior is stiff. Probes with a non-finite response are left out; NaN everywhere if all
+    fail or no ring is resolved. ``score(κ (B, ny, nx), σ (B,))``; costs 2·n_probes evaluations (one batch).
     """
     ny, nx = shape
     v = jax.random.normal(key, (n_probes, ny, nx), jnp.float32)
@@ -114,17 +120,31 @@ def probe_mode_variance(score: Callable, key: jax.Array, shape: tuple[int, int],
     jv = (out[:n_probes] - out[n_probes:]) / (2 * sigma)
     ok = jnp.isfinite(jv).all(axis=(1, 2))  # probes where the score failed are left out
     fv, fj = jnp.fft.fft2(v), jnp.fft.fft2(jnp.where(ok[:, None, None], jv, 0.0))
-    num = -jnp.sum((fj * jnp.conj(fv)).real, axis=0)
-    den = jnp.sum(jnp.where(ok[:, None, None], jnp.abs(fv) ** 2, 0.0), axis=0)
+    num = -(fj * jnp.conj(fv)).real  # (n_probes, ny, nx)
+    den = jnp.where(ok[:, None, None], jnp.abs(fv) ** 2, 0.0)
     ky = jnp.fft.fftfreq(ny)[:, None] * ny
     kx = jnp.fft.fftfreq(nx)[None, :] * nx
     ring = jnp.round(jnp.sqrt((kx * max(ny, nx) / nx) ** 2 + (ky * max(ny, nx) / ny) ** 2)).astype(jnp.int32)
     n_rings = int(np.ceil(np.hypot(ny, nx))) + 1
-    c_ring = (jax.ops.segment_sum(num.ravel(), ring.ravel(), n_rings)
-              / jnp.maximum(jax.ops.segment_sum(den.ravel(), ring.ravel(), n_rings), 1e-30))
-    curvature = jnp.maximum(c_ring[ring], 1e-30)
-    s_eff = jnp.maximum(1.0 / curvature - sigma**2, 0.0).at[0, 0].set(0.0)
-    return jnp.where(jnp.any(ok), s_eff, jnp.nan)  # NaN: the score failed on every probe
+
+    def ring_sum(a):  # (n_probes, ny, nx) -> (n_probes, n_rings)
+        return jax.vmap(lambda x: jax.ops.segment_sum(x.ravel(), ring.ravel(), n_rings))(a)
+
+    num_r, den_r = ring_sum(num), ring_sum(den)
+    c_ring = num_r.sum(0) / jnp.maximum(den_r.sum(0), 1e-30)
+    n_ok = jnp.sum(ok)
+    per_probe = jnp.where(ok[:, None], num_r / jnp.maximum(den_r, 1e-30), 0.0)
+    mean_p = per_probe.sum(0) / jnp.maximum(n_ok, 1)
+    var_p = jnp.where(ok[:, None], (per_probe - mean_p) ** 2, 0.0).sum(0) / jnp.maximum(n_ok - 1, 1)
+    stderr = jnp.where(n_ok >= 2, jnp.sqrt(var_p / jnp.maximum(n_ok, 1)), 0.0)
+    present = jax.ops.segment_sum(jnp.ones(ny * nx), ring.ravel(), n_rings) > 0
+    resolved = (c_ring > 0) & (c_ring > 2.0 * stderr) & present & jnp.isfinite(c_ring)
+    resolved = resolved.at[0].set(False)  # the k = 0 mode is pinned to s_0 = 0 below
+    s_ring = jnp.maximum(1.0 / jnp.where(resolved, c_ring, 1.0) - sigma**2, 0.0)
+    s_cap = jnp.max(jnp.where(resolved, s_ring, -jnp.inf))
+    s_eff = jnp.where(resolved, s_ring, s_cap)[ring].at[0, 0].set(0.0)
+    usable = jnp.any(ok) & jnp.any(resolved)
+    return jnp.where(usable, s_eff, jnp.nan)  # NaN: the score failed on every probe / resolved no ring
 
 
 def init_position(key: jax.Array, mode_var: jnp.ndarray, sigma) -> jnp.ndarray:

@@ -1,4 +1,4 @@
-"""The MAP κ map: annealed, preconditioned gradient ascent on log L_σ + log p_σ with an optax optimiser.
+"""The MAP κ map: annealed, preconditioned, safeguarded gradient ascent on log L_σ + log p_σ (optax).
 
 At each level σ of the annealing schedule (σ_max → σ_min) the ascent direction is the gradient of the
 annealed log-posterior (shear likelihood with noise inflated by σ², plus the prior score) multiplied by
@@ -6,6 +6,20 @@ the inverse of the Fourier-diagonal Gaussian-limit curvature h_k(σ) (see infer.
 *largest* data weight so that no mode is over-stepped: on a Gaussian problem a learning rate of 1 is a
 damped Newton step. The optimiser state (momentum) carries over between levels. For the Gaussian prior
 the MAP equals the posterior mean, i.e. the Wiener filter of the smoothed prior at σ_min.
+
+Safeguard: h_k is only the Gaussian-limit curvature. A learned score can be much stiffer than that
+(near σ_min, or wherever the network is poorly trained), and a step sized by h_k then over-shoots and
+the ascent diverges. Every step is therefore a *candidate*: the change of log π_σ along it is
+estimated as the exact likelihood change plus the trapezoidal line integral of the prior score,
+Δ ≈ Δ log L_σ + ½ (s₀ + s₁)·(κ₁ − κ₀) (exact for the Gaussian prior; the same estimate as the
+sampler's Metropolis test), and the step is accepted only if it is finite and Δ ≥ −tol, with tol a
+float32 rounding allowance of ``REL_TOL`` · (1 + |log L_σ|). A rejected step leaves the position
+unchanged, resets the momentum (which can point downhill after a change of curvature) and halves the
+step scale, which multiplies the optimiser's updates; so a step after a rejection is a preconditioned
+gradient step, an ascent direction, and a small enough one is accepted. The scale only decreases,
+across levels too (like the sampler's step size while annealing). The scores of an accepted
+candidate are reused by the next step, so a step costs one likelihood-gradient and one score evaluation
+either way (plus one per level, where σ changes).
 """
 from __future__ import annotations
 
@@ -17,30 +31,62 @@ import optax
 
 from massmap.infer.annealed import fourier_apply
 
+REL_TOL = 1e-5  # a step may lower log π_σ by at most this fraction of (1 + |log L_σ|) (float32 rounding)
+BACKTRACK = 0.5  # step-scale factor after a rejected step
+
 
 class MAPState(NamedTuple):
     position: jnp.ndarray  # κ on the padded grid
     opt_state: optax.OptState
+    log_likelihood: jnp.ndarray  # log L_σ at position
+    likelihood_grad: jnp.ndarray  # ∇ log L_σ at position
+    prior_score: jnp.ndarray  # s(position, σ)
+    step_scale: jnp.ndarray  # multiplies the optimiser's updates; halved after each rejected step
 
 
 class MAPInfo(NamedTuple):
-    log_likelihood: jnp.ndarray  # log L_σ at the new position
+    log_likelihood: jnp.ndarray  # log L_σ at the current position
     step_rms: jnp.ndarray  # rms of the preconditioned ascent direction (→ 0 at convergence)
+    step_scale: jnp.ndarray  # safeguard's step scale (1 = never backtracked)
+    n_rejected: jnp.ndarray  # rejected candidate steps (at this level, in annealed_map)
+    finite: jnp.ndarray  # whether log L_σ, its gradient and the score are finite at the position
+    stable: jnp.ndarray  # annealed_map: whether the level was run and ended stable (see there)
 
 
 def build_map(logl_and_grad: Callable, score: Callable, precision: Callable,
               optimizer: optax.GradientTransformation) -> tuple[Callable, Callable]:
-    """(init, step) of preconditioned ascent; ``step(state, sigma) -> (state, info)``."""
+    """(init, step) of safeguarded preconditioned ascent.
 
-    def init(position) -> MAPState:
-        return MAPState(position, optimizer.init(position))
+    ``init(position, sigma, step_scale=1) -> state`` (evaluates the cached terms at ``sigma``);
+    ``step(state, sigma) -> (state, info)``, with ``sigma`` the level the cached terms belong to.
+    """
+
+    def init(position, sigma, step_scale=1.0, opt_state=None) -> MAPState:
+        ll, g = logl_and_grad(position, sigma)
+        opt_state = optimizer.init(position) if opt_state is None else opt_state
+        return MAPState(position, opt_state, ll, g, score(position, sigma), jnp.asarray(step_scale, jnp.float32))
 
     def step(state: MAPState, sigma) -> tuple[MAPState, MAPInfo]:
-        ll, g = logl_and_grad(state.position, sigma)
-        direction = fourier_apply(g + score(state.position, sigma), 1.0 / precision(sigma))
-        updates, opt_state = optimizer.update(-direction, state.opt_state, state.position)
-        position = optax.apply_updates(state.position, updates)
-        return MAPState(position, opt_state), MAPInfo(ll, jnp.sqrt(jnp.mean(direction**2)))
+        x0 = state.position
+        direction = fourier_apply(state.likelihood_grad + state.prior_score, 1.0 / precision(sigma))
+        updates, opt_state = optimizer.update(-direction, state.opt_state, x0)
+        x1 = optax.apply_updates(x0, jax.tree_util.tree_map(lambda u: state.step_scale * u, updates))
+        ll1, g1 = logl_and_grad(x1, sigma)
+        s1 = score(x1, sigma)
+        gain = (ll1 - state.log_likelihood) + 0.5 * jnp.sum((state.prior_score + s1) * (x1 - x0))
+        tol = REL_TOL * (1.0 + jnp.abs(state.log_likelihood))
+        accept = jnp.isfinite(gain) & jnp.isfinite(jnp.sum(x1)) & jnp.isfinite(jnp.sum(g1 + s1)) & (gain >= -tol)
+
+        def pick(new, old):
+            return jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new, old)
+
+        new = MAPState(pick(x1, x0), pick(opt_state, optimizer.init(x0)), pick(ll1, state.log_likelihood),
+                       pick(g1, state.likelihood_grad), pick(s1, state.prior_score),
+                       jnp.where(accept, state.step_scale, BACKTRACK * state.step_scale))
+        finite = jnp.isfinite(new.log_likelihood) & jnp.isfinite(jnp.sum(new.likelihood_grad + new.prior_score))
+        info = MAPInfo(new.log_likelihood, jnp.sqrt(jnp.mean(direction**2)), new.step_scale,
+                       (~accept).astype(jnp.int32), finite, finite)
+        return new, info
 
     return init, step
 
@@ -50,18 +96,47 @@ def annealed_map(logl_and_grad: Callable, score: Callable, precision: Callable, 
                  momentum: float = 0.9) -> tuple[jnp.ndarray, MAPInfo]:
     """Run ``steps_per_level`` ascent steps at every σ of ``schedule``; returns (κ, info at each level's end).
 
-    Pure; jit it whole. Score evaluations: len(schedule) · steps_per_level.
+    A level is *stable* when it ends finite and with log L_σ(κ) ≥ log L_σ(0) − tol: with the prior's
+    mode at κ = 0 (a Gaussian prior; a κ prior, up to its small skewness) the MAP always explains the
+    data at least as well as κ = 0, since log p_σ(κ) ≤ log p_σ(0). A learned score with a stiff,
+    wrong-signed component at small σ makes log π_σ unbounded: the safeguarded ascent then accepts ever
+    larger steps away from the data. At the first unstable level the ascent returns the previous level's
+    κ and skips the remaining levels (``info.stable`` is False from there; the skipped levels repeat the
+    first unstable level's other fields). ``info.n_rejected`` counts a level's rejected steps. Pure; jit it whole. Score
+    evaluations: at most len(schedule) · (steps_per_level + 1).
     """
     optimizer = optax.sgd(learning_rate, momentum=momentum if momentum > 0 else None, nesterov=momentum > 0)
     init, step = build_map(logl_and_grad, score, precision, optimizer)
+    schedule = jnp.asarray(schedule, jnp.float32)
 
-    def level(state, sigma):
+    def run_level(state, sigma):
+        state = init(state.position, sigma, state.step_scale, state.opt_state)  # cached terms at the new σ
+
         def body(_, carry):
-            return step(carry[0], sigma)
+            st, rejected = carry
+            st, info = step(st, sigma)
+            return st, rejected + info.n_rejected
 
-        first = step(state, sigma)
-        state, info = jax.lax.fori_loop(1, steps_per_level, body, first)
-        return state, info
+        state, rejected = jax.lax.fori_loop(0, steps_per_level - 1, body, (state, jnp.asarray(0, jnp.int32)))
+        state, info = step(state, sigma)
+        ll_zero, _ = logl_and_grad(jnp.zeros_like(state.position), sigma)
+        stable = info.finite & (info.log_likelihood >= ll_zero - REL_TOL * (1.0 + jnp.abs(ll_zero)))
+        return state, info._replace(n_rejected=rejected + info.n_rejected, stable=stable)
 
-    state, infos = jax.lax.scan(level, init(position), jnp.asarray(schedule, jnp.float32))
+    def level(carry, sigma):
+        state, last = carry
+
+        def skip(st, _sigma):
+            return st, last._replace(stable=jnp.asarray(False))
+
+        new, info = jax.lax.cond(last.stable, run_level, skip, state, sigma)
+        new = jax.lax.cond(info.stable, lambda: new, lambda: state)  # unstable: keep the previous level's κ
+        return (new, info), info
+
+    zero = jnp.zeros_like(position)  # the cached terms are evaluated by the first level's init
+    state0 = MAPState(position, optimizer.init(position), jnp.asarray(0.0, jnp.float32), zero, zero,
+                      jnp.asarray(1.0, jnp.float32))
+    info0 = MAPInfo(jnp.asarray(0.0, jnp.float32), jnp.asarray(0.0, jnp.float32), jnp.asarray(1.0, jnp.float32),
+                    jnp.asarray(0, jnp.int32), jnp.asarray(True), jnp.asarray(True))
+    (state, _), infos = jax.lax.scan(level, (state0, info0), schedule)
     return state.position, infos

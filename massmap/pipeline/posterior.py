@@ -421,12 +421,22 @@ def posterior_maps(g1, g2, noise_std, mask, pixel_size_arcmin: float, pad: int, 
                                 prior_ref)
         kappa, info = run_map(data, mode_var_j, jnp.asarray(schedule))
         kappa = np.asarray(crop_map(kappa, pad))
-        if not np.all(np.isfinite(kappa)):
-            raise SamplingError("the MAP ascent produced NaN/inf; lower posterior.map_learning_rate")
+        stable = np.asarray(info.stable, bool)
+        # the safeguard only accepts finite steps; an unstable first level means the score or the
+        # likelihood is non-finite at κ = 0, or the prior drives κ away from the data from the start
+        if not np.all(np.isfinite(kappa)) or not stable[0]:
+            raise SamplingError(f"the MAP ascent failed at the first annealing level (prior "
+                                f"'{'gaussian' if prior is None else _prior_name(prior)}': NaN/inf score or "
+                                "a score that drives kappa away from the data); check the prior")
+        n_run = min(len(schedule), int(stable.sum()) + 1)  # levels run: the stable ones and the first unstable
         result["KAPPA_MAP"] = kappa
         diag = result.setdefault("DIAGNOSTICS", {})
         diag["MAP_STEP_RMS"] = np.asarray(info.step_rms, np.float64)
-        diag["MAP_SCORE_EVALS"] = int(len(schedule) * pc.map_steps_per_level)
+        diag["MAP_STEP_SCALE"] = np.asarray(info.step_scale, np.float64)
+        diag["MAP_REJECTED"] = np.asarray(info.n_rejected, np.int64)
+        diag["MAP_STABLE"] = stable.astype(np.int64)
+        diag["MAP_SIGMA_FINAL"] = float(schedule[int(stable.sum()) - 1])  # σ of the returned MAP
+        diag["MAP_SCORE_EVALS"] = int(n_run * (pc.map_steps_per_level + 1))
         if "SIGMA" not in diag:
             diag["SIGMA"] = np.asarray(schedule, np.float64)
     return result
