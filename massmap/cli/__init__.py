@@ -6,7 +6,9 @@ come from the user's input (config, files, columns) print one line and exit with
 from __future__ import annotations
 
 from massmap.cli.common import main
-from massmap.cli import reconstruct as _reconstruct  # noqa: F401  (registers commands)
+from massmap.cli import config_cmd as _config_cmd  # noqa: F401  (registers commands)
+from massmap.cli import reconstruct as _reconstruct  # noqa: F401
 from massmap.cli import simulate as _simulate  # noqa: F401
+from massmap.cli import summarize as _summarize  # noqa: F401
 
 __all__ = ["main"]
