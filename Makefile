@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean experiment default-prior
 
 venv: $(STAMP)
 
@@ -23,13 +23,71 @@ demo: $(STAMP)
 	$(MM) simulate -o $(DEMO)/maps.h5 --config configs/demo.yaml --overwrite
 	$(MM) mock-catalog $(DEMO)/maps.h5 --index 0 -o $(DEMO)/catalog.fits --truth-out $(DEMO)/truth.fits \
 	    --config configs/demo.yaml --overwrite
-	$(MM) reconstruct $(DEMO)/catalog.fits -o $(DEMO)/recon.fits --config configs/demo.yaml --overwrite
+	$(MM) reconstruct $(DEMO)/catalog.fits -o $(DEMO)/recon.fits --config configs/demo.yaml --overwrite \
+	    --method all --prior gaussian
 	$(MM) summarize $(DEMO)/recon.fits --truth $(DEMO)/truth.fits -o $(DEMO)/summary --config configs/demo.yaml \
 	    --overwrite
 	@echo "demo done: maps in $(DEMO)/recon.fits; report $(DEMO)/summary/report.html"
 
+# ---------------------------------------------------------------------------------------------------
+# make experiment CONFIG=configs/experiment-*.yaml
+# Every stage is a file under experiments/NAME/. Each stage also depends on a small YAML file holding
+# only the config sections it reads; that file is rewritten only when those sections change, so an
+# edited config reruns only the stages that depend on what changed.
+CONFIG ?= configs/experiment-lognormal.yaml
+EXP    := experiments/$(basename $(notdir $(CONFIG)))
+SET    := --config $(CONFIG)
+stage_config = $(MM) config $(SET) $(foreach s,$(2),--section $(s)) > $(1).tmp && \
+	(cmp -s $(1).tmp $(1) && rm $(1).tmp || mv $(1).tmp $(1))
+
+experiment: $(EXP)/summary/metrics.json
+	@echo "experiment $(EXP): report $(EXP)/summary/report.html"
+
+$(EXP)/stage-%.yaml: $(CONFIG) $(STAMP)
+	@mkdir -p $(EXP)
+	@$(call stage_config,$@,$(STAGE_SECTIONS_$*))
+
+STAGE_SECTIONS_simulate    := seed cosmology sources simulate
+STAGE_SECTIONS_prior       := seed prior
+STAGE_SECTIONS_mock        := seed mock grid experiment
+STAGE_SECTIONS_reconstruct := seed grid pad catalog noise wiener cosmology sources posterior
+STAGE_SECTIONS_summarize   := seed summarize
+
+$(EXP)/maps.h5: $(EXP)/stage-simulate.yaml
+	$(MM) simulate -o $@ $(SET) --overwrite
+
+$(EXP)/prior.h5: $(EXP)/maps.h5 $(EXP)/stage-prior.yaml
+	$(MM) train-prior $(EXP)/maps.h5 -o $@ $(SET) --overwrite
+
+EXP_CATALOG = $(shell $(MM) config $(SET) --get experiment.catalog)
+$(EXP)/catalog.fits: $(EXP)/maps.h5 $(EXP)/stage-mock.yaml
+	@if [ -n "$(EXP_CATALOG)" ]; then \
+	    test -f "$(EXP_CATALOG)" || { echo "experiment.catalog '$(EXP_CATALOG)' not found"; exit 2; }; \
+	    ln -sf "$(abspath $(EXP_CATALOG))" $@; rm -f $(EXP)/truth.fits; \
+	else \
+	    $(MM) mock-catalog $(EXP)/maps.h5 --index $$($(MM) config $(SET) --get experiment.index) \
+	        -o $@ --truth-out $(EXP)/truth.fits $(SET) --overwrite; \
+	fi
+
+$(EXP)/recon.fits: $(EXP)/catalog.fits $(EXP)/prior.h5 $(EXP)/stage-reconstruct.yaml
+	$(MM) reconstruct $(EXP)/catalog.fits -o $@ --method all --set posterior.prior=$(EXP)/prior.h5 $(SET) --overwrite
+
+$(EXP)/summary/metrics.json: $(EXP)/recon.fits $(EXP)/stage-summarize.yaml
+	$(MM) summarize $(EXP)/recon.fits $(if $(wildcard $(EXP)/truth.fits),--truth $(EXP)/truth.fits) \
+	    -o $(EXP)/summary $(SET) --overwrite
+
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The shipped default score prior (massmap/data/priors/default.h5), from the project's own simulations.
+default-prior: $(STAMP)
+	mkdir -p build/prior-default
+	$(MM) simulate -o build/prior-default/maps.h5 --config configs/prior-default.yaml --overwrite --quiet
+	$(MM) train-prior build/prior-default/maps.h5 -o build/prior-default/default.h5 \
+	    --config configs/prior-default.yaml --overwrite
+	cp build/prior-default/default.h5 build/prior-default/default.config.yaml massmap/data/priors/
+	cp build/prior-default/default.loss.png docs/figures/prior-default-loss.png
+	cp build/prior-default/default.denoise.png docs/figures/prior-default-denoise.png
 
 clean:
 	rm -rf $(VENV) demo_output

@@ -10,5 +10,6 @@ from massmap.cli import config_cmd as _config_cmd  # noqa: F401  (registers comm
 from massmap.cli import reconstruct as _reconstruct  # noqa: F401
 from massmap.cli import simulate as _simulate  # noqa: F401
 from massmap.cli import summarize as _summarize  # noqa: F401
+from massmap.cli import train_prior as _train_prior  # noqa: F401
 
 __all__ = ["main"]

@@ -9,7 +9,7 @@ from massmap.cli.common import config_options, main, resolve_config, user_errors
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output FITS file.")
-@click.option("--method", default="all", show_default=True,
+@click.option("--method", default="ks,wiener", show_default=True,
               help="ks, wiener, posterior, map, or all (comma-separated lists work too).")
 @click.option("--prior", default=None, metavar="PRIOR.h5|gaussian",
               help="Prior of the posterior methods (= --set posterior.prior=...); default: the shipped prior.")

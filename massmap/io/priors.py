@@ -1,0 +1,211 @@
+"""Score-prior files (``PRIOR.h5``, from ``massmap train-prior``) and their loader.
+
+Layout (format ``massmap.score_prior``, version 1):
+
+- group ``params``: the network weights (EMA of the training parameters, spectral normalisation
+  folded into the kernels), nested as Haiku module path / parameter name;
+- datasets ``cl_ell``, ``cl`` (hybrid priors only): the training C_ℓ table of the Gaussian term;
+- group ``history``: loss curves (``train_step``, ``train_loss``, ``val_step``, ``val_loss``);
+- root attributes: ``format``, ``format_version``, ``pixel_size_arcmin``, ``npix`` (training patch
+  side), ``sigma_min``, ``sigma_max`` (κ units), ``sigma_distribution``, ``kappa_mean``,
+  ``kappa_std`` (normalisation), ``hybrid``;
+- group ``meta``: JSON string datasets ``architecture``, ``provenance`` (version, command, date,
+  seed, resolved config), ``training`` (data files, rebinning, the train/validation split, steps) and
+  ``metrics`` (validation losses, per σ decade).
+
+:func:`load_prior` returns a :class:`LoadedPrior` whose ``score(kappa, sigma)`` is the learned
+∇_κ log p_σ(κ) in κ units, a pure jittable function of (B, ny, nx) maps and (B,) noise levels.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import jax.numpy as jnp
+import numpy as np
+
+from massmap.io.output import InputError, atomic_path
+from massmap.prior.dsm import residual_network, white_mode_variance
+from massmap.prior.hybrid import hybrid_mode_variance
+from massmap.prior.unet import UNetSpec
+
+FORMAT = "massmap.score_prior"
+FORMAT_VERSION = 1
+JSON_ATTRS = ("architecture", "provenance", "training", "metrics")
+
+
+@dataclass(frozen=True)
+class LoadedPrior:
+    """A trained score prior. ``score`` and ``apply`` are pure and jittable.
+
+    ``score(kappa, sigma)``: kappa (B, ny, nx), sigma (B,) in κ units → ∇_κ log p_σ(κ), (B, ny, nx),
+    the score of the training distribution of κ smoothed by white noise of standard deviation σ
+    (s = r_θ/σ, see massmap.prior.dsm). ny and nx must be multiples of ``2**(levels-1)``; the network
+    is periodic and fully convolutional, so maps larger than ``npix`` work, with the training pixel
+    scale. It is trained for σ in [sigma_min, sigma_max].
+    """
+
+    score: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
+    apply: Callable[[Any, jnp.ndarray, jnp.ndarray], jnp.ndarray]  # (params, kappa, sigma) → score
+    params: Any
+    pixel_size_arcmin: float
+    npix: int
+    sigma_min: float
+    sigma_max: float
+    metadata: dict = field(default_factory=dict)
+
+    def denoise(self, kappa: jnp.ndarray, sigma: jnp.ndarray) -> jnp.ndarray:
+        """Tweedie's posterior mean E[κ | κ + σu] = κ + σ² ∇ log p_σ(κ)."""
+        return kappa + (sigma**2)[:, None, None] * self.score(kappa, sigma)
+
+
+def spec_to_dict(spec: UNetSpec) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec._asdict().items()}
+
+
+def write_prior(path: str | Path, params, spec: UNetSpec, *, pixel_size_arcmin: float, npix: int,
+                sigma_min: float, sigma_max: float, sigma_distribution: str, kappa_mean: float,
+                kappa_std: float, cl_table: tuple[np.ndarray, np.ndarray] | None,
+                history: dict[str, np.ndarray], info: dict[str, Any]) -> Path:
+    """Write a prior file atomically. ``params`` must be for ``spec`` with spectral_norm=False.
+
+    ``info`` holds the JSON-able dicts ``architecture`` (extra notes), ``provenance``, ``training``
+    and ``metrics``.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            g = f.create_group("params")
+            for module, leaves in params.items():
+                for name, arr in leaves.items():
+                    g.create_dataset(f"{module}/{name}", data=np.asarray(arr, np.float32))
+            if cl_table is not None:
+                f.create_dataset("cl_ell", data=np.asarray(cl_table[0], np.float64))
+                f.create_dataset("cl", data=np.asarray(cl_table[1], np.float64))
+            h = f.create_group("history")
+            for name, arr in history.items():
+                h.create_dataset(name, data=np.asarray(arr))
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["pixel_size_arcmin"] = float(pixel_size_arcmin)
+            f.attrs["npix"] = int(npix)
+            f.attrs["sigma_min"] = float(sigma_min)
+            f.attrs["sigma_max"] = float(sigma_max)
+            f.attrs["sigma_distribution"] = sigma_distribution
+            f.attrs["kappa_mean"] = float(kappa_mean)
+            f.attrs["kappa_std"] = float(kappa_std)
+            f.attrs["hybrid"] = cl_table is not None
+            arch = dict(info.get("architecture", {}))
+            arch.update(spec_to_dict(spec))
+            m = f.create_group("meta")  # JSON texts as string datasets (no 64 kB attribute limit)
+            m.create_dataset("architecture", data=json.dumps(arch))
+            for key in ("provenance", "training", "metrics"):
+                m.create_dataset(key, data=json.dumps(info.get(key, {}), default=_json_default))
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _read(path: Path):
+    if not path.exists():
+        raise InputError(f"prior '{path}' does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT or "params" not in f:
+                raise InputError(f"'{path}' is not a massmap prior (made by massmap train-prior)")
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            params: dict[str, dict[str, np.ndarray]] = {}
+
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset):
+                    module, leaf = name.rsplit("/", 1)
+                    params.setdefault(module, {})[leaf] = np.asarray(obj[()], np.float32)
+
+            f["params"].visititems(visit)
+            tables = {n: np.asarray(f[n][()]) for n in ("cl_ell", "cl") if n in f}
+            texts = {n: f["meta"][n][()] for n in JSON_ATTRS if "meta" in f and n in f["meta"]}
+            attrs.update({n: (t.decode() if isinstance(t, bytes) else str(t)) for n, t in texts.items()})
+            history = {n: np.asarray(f["history"][n][()]) for n in f["history"]} if "history" in f else {}
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
+        raise InputError(f"'{path}' is not a readable massmap prior ({str(err).splitlines()[0]})") from None
+    return attrs, params, tables, history
+
+
+def load_prior(path: str | Path) -> LoadedPrior:
+    """Load a prior written by ``massmap train-prior``; InputError (one line) for any other file."""
+    path = Path(path)
+    attrs, params, tables, history = _read(path)
+    if int(attrs.get("format_version", 0)) > FORMAT_VERSION:
+        raise InputError(f"prior '{path}' has format version {attrs['format_version']}; this massmap "
+                         f"reads up to {FORMAT_VERSION}")
+    try:
+        meta = {k: (json.loads(attrs[k]) if k in JSON_ATTRS else
+                    (v.item() if isinstance(v, np.generic) else v)) for k, v in attrs.items()}
+        arch = meta["architecture"]
+        spec = UNetSpec(channels=tuple(int(c) for c in arch["channels"]),
+                        blocks_per_level=int(arch["blocks_per_level"]), embed_dim=int(arch["embed_dim"]),
+                        spectral_norm=False, spectral_norm_bound=float(arch["spectral_norm_bound"]),
+                        n_fourier=int(arch["n_fourier"]))
+        pix, npix = float(meta["pixel_size_arcmin"]), int(meta["npix"])
+        mean, std = float(meta["kappa_mean"]), float(meta["kappa_std"])
+        smin, smax = float(meta["sigma_min"]), float(meta["sigma_max"])
+        hybrid = bool(meta["hybrid"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"'{path}' is not a valid massmap prior (bad attribute: {err})") from None
+    if hybrid and set(tables) != {"cl_ell", "cl"}:
+        raise InputError(f"'{path}' is not a valid massmap prior (hybrid prior without its C_ell table)")
+    net = residual_network(spec)
+    template, _ = _template(net, npix)
+    for module, leaves in template.items():
+        for name, arr in leaves.items():
+            got = params.get(module, {}).get(name)
+            if got is None or got.shape != arr.shape:
+                raise InputError(f"'{path}' is not a valid massmap prior (parameter {module}/{name} "
+                                 "missing or mis-shaped)")
+    params = {m: {n: jnp.asarray(params[m][n]) for n in template[m]} for m in template}
+    meta["history"] = history
+    meta["path"] = str(path)
+    if hybrid:
+        meta["cl_ell"], meta["cl"] = tables["cl_ell"], tables["cl"]
+    mode_vars: dict[tuple[int, int], np.ndarray] = {}
+
+    def mode_var(ny: int, nx: int):
+        if not hybrid:
+            return white_mode_variance(ny, nx)
+        if (ny, nx) not in mode_vars:
+            mode_vars[(ny, nx)] = hybrid_mode_variance(tables["cl_ell"], tables["cl"], ny, nx, pix, std)
+        return jnp.asarray(mode_vars[(ny, nx)])
+
+    def apply(p, kappa, sigma):
+        kappa = jnp.asarray(kappa, jnp.float32)
+        sigma = jnp.asarray(sigma, jnp.float32)
+        x = (kappa - mean) / std
+        r, _ = net.apply(p, {}, None, x, sigma / std, mode_var(*kappa.shape[-2:]))
+        return r / sigma[:, None, None]
+
+    def score(kappa, sigma):
+        return apply(params, kappa, sigma)
+
+    return LoadedPrior(score=score, apply=apply, params=params, pixel_size_arcmin=pix, npix=npix,
+                       sigma_min=smin, sigma_max=smax, metadata=meta)
+
+
+def _template(net, npix: int):
+    import jax
+
+    x = jnp.zeros((1, npix, npix), jnp.float32)
+    mv = jnp.ones((npix, npix), jnp.float32)
+    return jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), x, jnp.ones((1,), jnp.float32), mv))

@@ -1,0 +1,361 @@
+"""``massmap train-prior``: train a score prior for κ by denoising score matching (docs/priors.md).
+
+Files beside ``PRIOR.h5``: ``PRIOR.config.yaml`` (resolved config), ``PRIOR.loss.png`` (training and
+validation loss curves, validation loss against σ) and, while training, ``PRIOR.ckpt.h5`` (+ the
+previous one, ``PRIOR.ckpt.prev.h5``), written every ``prior.checkpoint_every`` steps and on
+Ctrl-C/SIGTERM and removed once the prior is written. ``resume=True`` continues from the checkpoint
+and gives the same parameters as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from massmap import __version__
+from massmap.config import ConfigError, dump_yaml, to_dict
+from massmap.io.checkpoints import checkpoint_paths, load_checkpoint, save_checkpoint
+from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
+from massmap.io.priors import write_prior
+from massmap.io.training_data import load_training_data, stack_regions
+from massmap.prior.augment import make_patch_source, sample_patches
+from massmap.prior.dsm import base_residual, white_mode_variance
+from massmap.prior.hybrid import empirical_cl, hybrid_mode_variance
+from massmap.prior.training import (Hyper, TrainSpec, fold_spectral_norm, init_train, make_hyper,
+                                    residual_apply, train_step, validation_loss)
+from massmap.prior.spectral_norm import periodic_conv_norm
+from massmap.prior.unet import UNetSpec
+
+MAX_CL_PATCHES = 2048  # patches used to measure the training C_ℓ of a hybrid prior
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM after writing a checkpoint; the message says where."""
+
+
+class TrainPriorResult(NamedTuple):
+    path: Path
+    plot: Path  # loss curves
+    denoise_plot: Path  # noisy / denoised / truth on a validation patch
+    metrics: dict
+
+
+def _beside(output: str | Path, suffix: str) -> Path:
+    p = Path(output)
+    return p.with_name((p.name[:-3] if p.name.endswith(".h5") else p.name) + suffix)
+
+
+def loss_plot_path(output: str | Path) -> Path:
+    """``PRIOR.h5`` → ``PRIOR.loss.png``."""
+    return _beside(output, ".loss.png")
+
+
+def denoise_plot_path(output: str | Path) -> Path:
+    """``PRIOR.h5`` → ``PRIOR.denoise.png``."""
+    return _beside(output, ".denoise.png")
+
+
+def train_spec(pc, kappa_std: float, sigma_min: float, sigma_max: float) -> tuple[TrainSpec, Hyper]:
+    """The static training description and the optimisation settings (σ in normalised units)."""
+    unet = UNetSpec(tuple(pc.channels), pc.blocks_per_level, pc.embed_dim, pc.spectral_norm,
+                    float(pc.spectral_norm_bound))
+    hyper = make_hyper(steps=pc.steps, learning_rate=pc.learning_rate, warmup_steps=pc.warmup_steps,
+                       final_lr_fraction=pc.final_lr_fraction, weight_decay=pc.weight_decay,
+                       grad_clip=pc.grad_clip, ema_decay=pc.ema_decay, sigma_min=sigma_min / kappa_std,
+                       sigma_max=sigma_max / kappa_std)
+    return TrainSpec(unet, pc.npix, pc.batch_size, pc.sigma_distribution), hyper
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """Turn the first SIGINT/SIGTERM into a stop request (a second SIGINT interrupts at once)."""
+    request: dict[str, str | None] = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum, frame):
+        if request["signal"] is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        request["signal"] = signal.Signals(signum).name
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _config_diff(a: dict, b: dict, prefix: str = "") -> str | None:
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            d = _config_diff(va, vb, f"{prefix}{k}.")
+            if d:
+                return d
+        elif va != vb:
+            return f"{prefix}{k}"
+    return None
+
+
+def _sigma_decades(sigma: np.ndarray, losses: np.ndarray, base: np.ndarray) -> list[dict]:
+    """Validation loss of the network and of the analytic base term alone, per decade of σ (κ units)."""
+    dec = np.floor(np.log10(sigma) + 1e-9).astype(int)
+    return [{"sigma_from": float(10.0**d), "sigma_to": float(10.0 ** (d + 1)), "n": int((dec == d).sum()),
+             "val_loss": float(losses[dec == d].mean()), "val_loss_analytic_base": float(base[dec == d].mean())}
+            for d in np.unique(dec)]
+
+
+def run_train_prior(config, data_paths, output, resume: bool = False, overwrite: bool = False,
+                    progress: bool = True, on_step: Callable[[int, float], None] | None = None
+                    ) -> TrainPriorResult:
+    """Train the score prior of config section `prior` on ``data_paths`` and write ``output``.
+
+    ``on_step(step, loss)`` is called after every step (step = steps done so far).
+    """
+    pc = config.prior
+    output = check_output(output, overwrite)
+    ckpt, prev_ckpt = checkpoint_paths(output)
+    if not resume and (ckpt.exists() or prev_ckpt.exists()) and not overwrite:
+        raise InputError(f"checkpoint '{ckpt if ckpt.exists() else prev_ckpt}' exists from an earlier run; "
+                         "pass --resume to continue it or --overwrite to start over")
+    stale = [p for p in (ckpt, prev_ckpt) if not resume and p.exists()]  # --overwrite: start over
+    data_args = [str(p) for p in data_paths]
+    root = jax.random.PRNGKey(config.seed)
+    data = load_training_data(data_args, pc.npix, jax.random.fold_in(root, 1), pc.val_fraction,
+                              pc.pixel_size_arcmin, pc.input_pixel_size_arcmin, pc.region_npix)
+
+    # normalisation from the training pixels
+    n_pix = sum(r.data.size for r in data.train)
+    mean = sum(float(r.data.sum(dtype=np.float64)) for r in data.train) / n_pix
+    var = sum(float(((r.data - mean) ** 2).sum(dtype=np.float64)) for r in data.train) / n_pix
+    std = float(np.sqrt(var))
+    if not std > 0:
+        raise InputError(f"training maps ({data.files[0]}, ...) are constant: nothing to learn")
+    sigma_min = pc.sigma_min if pc.sigma_min is not None else 0.01 * std
+    sigma_max = pc.sigma_max if pc.sigma_max is not None else 10.0 * std
+    if not sigma_min < sigma_max:
+        raise ConfigError(f"config key 'prior.sigma_min' ({sigma_min:g}) must be < prior.sigma_max ({sigma_max:g})")
+    spec, hyper = train_spec(pc, std, sigma_min, sigma_max)
+
+    train_arr, train_sizes = stack_regions(data.train)
+    val_arr, val_sizes = stack_regions(data.val)
+    source = make_patch_source((train_arr - mean) / std, train_sizes, pc.npix)
+    val_source = make_patch_source((val_arr - mean) / std, val_sizes, pc.npix)
+
+    cl_table, mode_var = None, white_mode_variance(pc.npix, pc.npix)
+    if pc.hybrid:
+        tiles = [r.data[y:y + pc.npix, x:x + pc.npix] for r in data.train
+                 for y in range(0, r.data.shape[0] - pc.npix + 1, pc.npix)
+                 for x in range(0, r.data.shape[1] - pc.npix + 1, pc.npix)][:MAX_CL_PATCHES]
+        cl_table = empirical_cl(np.stack(tiles), data.pixel_size_arcmin)
+        mode_var = jnp.asarray(hybrid_mode_variance(*cl_table, pc.npix, pc.npix, data.pixel_size_arcmin, std))
+
+    # fixed validation set: crops, log-spaced σ over the range, noise
+    k_val = jax.random.fold_in(root, 3)
+    n_val = pc.val_batches * pc.batch_size
+    val_clean = sample_patches(jax.random.fold_in(k_val, 0), val_source, pc.npix, n_val)
+    val_sigma = jnp.asarray(np.geomspace(sigma_min / std, sigma_max / std, n_val), jnp.float32)
+    val_noise = jax.random.normal(jax.random.fold_in(k_val, 1), val_clean.shape, jnp.float32)
+
+    def val_losses(params, net_state, sp) -> np.ndarray:
+        out = [validation_loss(params, net_state, val_clean[i:i + pc.batch_size], val_sigma[i:i + pc.batch_size],
+                               val_noise[i:i + pc.batch_size], mode_var, sp)
+               for i in range(0, n_val, pc.batch_size)]
+        return np.concatenate([np.asarray(o) for o in out])
+
+    export_spec = spec._replace(unet=spec.unet._replace(spectral_norm=False))
+
+    def exported(st):
+        """EMA parameters with the spectral normalisation folded in: the function the prior file holds."""
+        if not spec.unet.spectral_norm:
+            return st.ema_params
+        return fold_spectral_norm(st.ema_params, st.net_state, spec.unet.spectral_norm_bound)
+
+    config_yaml = dump_yaml(config)
+    for p in stale:
+        p.unlink()
+    state = init_train(jax.random.fold_in(root, 2), spec, hyper, mode_var)
+    history = {"train_loss": np.zeros(0, np.float32), "val_step": np.zeros(0, np.int64),
+               "val_loss": np.zeros(0, np.float32)}
+    if resume:
+        state, history, info = load_checkpoint(ckpt, state)
+        saved = yaml.safe_load(info["config"]) or {}
+        now = to_dict(config)
+        diff = _config_diff({"seed": saved.get("seed"), "prior": saved.get("prior")},
+                            {"seed": now["seed"], "prior": now["prior"]})
+        if diff:
+            raise InputError(f"checkpoint '{ckpt}' was written with a different config (key '{diff}'); "
+                             "resume with the same config or start over with --overwrite")
+        if info["inputs"] != data_args:
+            raise InputError(f"checkpoint '{ckpt}' was written for other training data ({info['inputs'][:3]}); "
+                             "resume with the same DATA arguments")
+        history = {k: np.asarray(history.get(k, np.zeros(0))) for k in ("train_loss", "val_step", "val_loss")}
+
+    step = int(state.step)
+    losses = list(history["train_loss"][:step])
+    val_steps, val_vals = list(history["val_step"]), list(history["val_loss"])
+
+    def current_history() -> dict[str, np.ndarray]:
+        return {"train_loss": np.asarray(losses, np.float32), "val_step": np.asarray(val_steps, np.int64),
+                "val_loss": np.asarray(val_vals, np.float32)}
+
+    def checkpoint():
+        save_checkpoint(ckpt, state, current_history(), config_yaml, data_args)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=pc.steps, initial=step, disable=not progress, unit="step", desc="train-prior",
+               dynamic_ncols=True)
+    t_last, s_last = time.perf_counter(), step
+    with _stop_requests() as stop, bar:
+        while step < pc.steps:
+            state, info = train_step(state, source, mode_var, hyper, spec)
+            step += 1
+            loss = float(info.loss)
+            if not np.isfinite(loss):
+                raise InputError(f"training diverged at step {step} (loss {loss}); lower prior.learning_rate "
+                                 "or prior.grad_clip")
+            losses.append(loss)
+            if step % pc.val_every == 0 or step == pc.steps:
+                val_steps.append(step)
+                val_vals.append(float(val_losses(exported(state), {}, export_spec).mean()))
+            if on_step is not None:
+                on_step(step, loss)
+            if stop["signal"] is not None:
+                checkpoint()
+                raise TrainingInterrupted(f"interrupted ({stop['signal']}) at step {step}/{pc.steps}; checkpoint "
+                                          f"written to {ckpt}; continue with --resume")
+            if step % pc.checkpoint_every == 0 and step < pc.steps:
+                checkpoint()
+            bar.update(1)
+            now = time.perf_counter()
+            if now - t_last > 0.5 or step == pc.steps:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", steps_s=f"{(step - s_last) / (now - t_last):.2f}",
+                                val=f"{val_vals[-1]:.4f}" if val_vals else "-")
+                t_last, s_last = now, step
+
+    params = exported(state)
+    per_map = val_losses(params, {}, export_spec)
+    white = np.asarray(jnp.mean((val_noise + base_residual(val_clean + val_sigma[:, None, None] * val_noise,
+                                                           val_sigma, mode_var)) ** 2, axis=(-2, -1)))
+    sig_k = np.asarray(val_sigma) * std
+    metrics = {
+        "val_loss": float(per_map.mean()),
+        "val_loss_zero_score": 1.0,
+        "val_loss_analytic_base": float(white.mean()),
+        "val_loss_per_sigma_decade": _sigma_decades(sig_k, per_map, white),
+        "train_loss_last100": float(np.mean(losses[-100:])),
+        "n_val_patches": n_val,
+    }
+    if spec.unet.spectral_norm:  # exact operator norms of the exported convs, on the estimate grids
+        metrics["conv_operator_norms"] = {
+            m: periodic_conv_norm(np.asarray(params[m]["w"]), *st["v"].shape[:2])
+            for m, st in state.net_state.items() if "v" in st}
+    training = {
+        "data": data_args, "files": data.files, "n_input_maps": len(data.labels),
+        "rebin_factors": sorted(set(data.rebin_factors)), "split_unit": data.split_unit,
+        "n_train_regions": len(data.train), "n_val_regions": len(data.val),
+        "train_regions": [r.describe(data.labels) for r in data.train],
+        "val_regions": [r.describe(data.labels) for r in data.val],
+        "steps": pc.steps, "batch_size": pc.batch_size, "seed": config.seed,
+        "sigma_distribution": pc.sigma_distribution,
+        "augmentation": "random crops inside regions + the 8 flips/rotations (D4)",
+    }
+    arch = {"kind": "residual UNet, periodic padding, FiLM σ-conditioning",
+            "spectral_norm_trained": pc.spectral_norm, "parameterisation": "score = r/sigma (massmap.prior.dsm)",
+            "n_params": int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params)))}
+    prov = provenance(config, "train-prior", {"data": data_args})
+    hist_out = {"train_step": np.arange(1, len(losses) + 1), **current_history()}
+    write_prior(output, params, export_spec.unet, pixel_size_arcmin=data.pixel_size_arcmin, npix=pc.npix,
+                sigma_min=sigma_min, sigma_max=sigma_max, sigma_distribution=pc.sigma_distribution,
+                kappa_mean=mean, kappa_std=std, cl_table=cl_table, history=hist_out,
+                info={"architecture": arch, "provenance": prov, "training": training, "metrics": metrics})
+    write_config_sidecar(output, config)
+    plot = write_loss_plot(loss_plot_path(output), hist_out, sig_k, per_map, white, output.name)
+    # Tweedie denoising of one validation patch at σ = 0.3, 1, 3 τ: y + σ² s = y + σ r (normalised units)
+    demo_sigma = jnp.asarray([0.3, 1.0, 3.0], jnp.float32)
+    truth = jnp.repeat(val_clean[:1], 3, axis=0)
+    noisy = truth + demo_sigma[:, None, None] * jax.random.normal(jax.random.fold_in(k_val, 2), truth.shape)
+    denoised = noisy + demo_sigma[:, None, None] * residual_apply(params, noisy, demo_sigma, mode_var, export_spec)
+    write_denoise_plot(denoise_plot_path(output), *(np.asarray(a) * std + mean for a in (noisy, denoised, truth)),
+                       list(np.asarray(demo_sigma) * std), output.name)
+    for p in (ckpt, prev_ckpt):
+        if p.exists():
+            p.unlink()
+    return TrainPriorResult(output, plot, denoise_plot_path(output), metrics)
+
+
+def write_loss_plot(path: Path, history: dict, sigma: np.ndarray, per_map: np.ndarray, white: np.ndarray,
+                    title: str) -> Path:
+    """Loss curves (train: per step and running mean; validation: EMA) and validation loss vs σ."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from massmap.io.output import atomic_path
+
+    steps, loss = history["train_step"], history["train_loss"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.plot(steps, loss, color="0.75", lw=0.5, label="train (per step)")
+    w = max(1, len(loss) // 50)
+    if len(loss) >= w:
+        run = np.convolve(loss, np.ones(w) / w, mode="valid")
+        a.plot(steps[w - 1:], run, color="C0", label=f"train (running mean, {w} steps)")
+    a.plot(history["val_step"], history["val_loss"], "o-", color="C3", ms=3, label="validation (EMA)")
+    a.set_yscale("log")
+    a.set_xlabel("step")
+    a.set_ylabel("DSM loss  E|u + r|² / N")
+    a.legend(fontsize=8)
+    b.semilogx(sigma, per_map, ".", color="C3", label="network (validation maps)")
+    b.semilogx(sigma, white, ".", color="0.6", ms=3, label="analytic base term alone")
+    b.axhline(1.0, color="k", lw=0.8, ls=":", label="zero score")
+    b.set_xlabel("σ (κ units)")
+    b.set_ylabel("DSM loss per map")
+    b.legend(fontsize=8)
+    fig.suptitle(f"massmap {__version__} train-prior: {title}")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_denoise_plot(path: Path, noisy: np.ndarray, denoised: np.ndarray, truth: np.ndarray,
+                       sigmas: list[float], title: str) -> Path:
+    """Rows of (noisy κ + σu, Tweedie-denoised κ + σ² s_θ, truth) with rms errors, one per σ."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from massmap.io.output import atomic_path
+
+    lim = float(np.percentile(np.abs(truth[0]), 99.5)) or 1.0
+    fig, axes = plt.subplots(len(sigmas), 3, figsize=(9, 3 * len(sigmas)), squeeze=False)
+    for i, s in enumerate(sigmas):
+        err_n = float(np.sqrt(np.mean((noisy[i] - truth[i]) ** 2)))
+        err_d = float(np.sqrt(np.mean((denoised[i] - truth[i]) ** 2)))
+        for j, (img, name) in enumerate(((noisy[i], f"noisy, σ = {s:.3g} (rms err {err_n:.3g})"),
+                                         (denoised[i], f"denoised (rms err {err_d:.3g})"),
+                                         (truth[i], "truth"))):
+            ax = axes[i, j]
+            im = ax.imshow(img, origin="lower", cmap="inferno", vmin=-lim, vmax=lim)
+            ax.set_title(name, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.colorbar(im, ax=axes[i].tolist(), shrink=0.8, label="κ")
+    fig.suptitle(f"massmap {__version__} train-prior: Tweedie denoising of a validation patch ({title})", fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
