@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean experiment default-prior
+.PHONY: venv demo test bench clean experiment default-prior prior
 
 venv: $(STAMP)
 
@@ -80,6 +80,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 # The shipped default score prior (massmap/data/priors/default.h5), from the project's own simulations.
+prior: default-prior
+
 default-prior: $(STAMP)
 	mkdir -p build/prior-default
 	$(MM) simulate -o build/prior-default/maps.h5 --config configs/prior-default.yaml --overwrite --quiet
