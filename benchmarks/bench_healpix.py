@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from memory import reset_peak_rss, status_kb  # benchmarks/memory.py
 
 SIGMA_E = 0.26
 AREA_DEG2 = 5000.0
@@ -42,29 +43,18 @@ def _return_freed_memory() -> None:
         pass
 
 
-def _status_kb(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return float(line.split()[1])
-    return float("nan")
 
 
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def measure(rows: list, name: str, fn, *args, **kwargs):
     """Run ``fn``; append (name, wall s, CPU s, peak RSS growth MiB, absolute peak RSS MiB) to ``rows``."""
-    rss0 = _status_kb("VmRSS")
-    ok = _reset_peak()
+    rss0 = status_kb("VmRSS")
+    ok = reset_peak_rss()
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
     dt, dc = time.perf_counter() - t0, time.process_time() - c0
-    hwm = _status_kb("VmHWM")
+    hwm = status_kb("VmHWM")
     peak = (hwm - rss0) / 1024.0 if ok else float("nan")
     rows.append((name, dt, dc, peak, hwm / 1024.0))
     return out

@@ -31,25 +31,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from memory import reset_peak_rss, status_kb  # benchmarks/memory.py
 
 JAX_LENSING_EVALS_PER_SAMPLE = 36_000
 PIX = 1.0
 SIGMA_E, N_GAL = 0.26, 30.0
 
 
-def _status_kb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return float(line.split()[1])
-    return float("nan")
 
 
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def worker(n: int, chains: int, draws: int) -> dict:
@@ -90,12 +80,12 @@ def worker(n: int, chains: int, draws: int) -> dict:
     t0 = time.perf_counter()
     posterior_maps(*args, cfg(chains), jax.random.PRNGKey(1), mode_var_fn, progress=False)
     warm = time.perf_counter() - t0
-    rss0 = _status_kb("VmRSS")
-    ok = _reset_peak()
+    rss0 = status_kb("VmRSS")
+    ok = reset_peak_rss()
     t0 = time.perf_counter()
     res = posterior_maps(*args, cfg(chains * draws), jax.random.PRNGKey(2), mode_var_fn, progress=False)
     wall = time.perf_counter() - t0
-    peak_mb = (_status_kb("VmHWM") - rss0) / 1024.0 if ok else None
+    peak_mb = (status_kb("VmHWM") - rss0) / 1024.0 if ok else None
     samples = res["KAPPA_SAMPLES"]
     d = res["DIAGNOSTICS"]
     ess_pix = np.asarray(effective_sample_size(samples.reshape((chains, draws) + samples.shape[1:])))

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from memory import reset_peak_rss, status_kb  # benchmarks/memory.py
 
 ROOT = Path(__file__).resolve().parents[1]
 PIX_ARCMIN = 1.0  # pixel size of every grid
@@ -57,18 +58,8 @@ x, y = FlatGrid.world_to_pixel(RA, Dec), so both tools see one frame."""
 # Process-level measurement helpers
 # --------------------------------------------------------------------------------------------
 
-def _status_kb(key: str) -> int:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(rf"^{key}:\s+(\d+)", text, re.M).group(1))
 
 
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux ≥ 4.0); False where the kernel refuses."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 class CompileClock:
@@ -280,10 +271,10 @@ def worker(case: str, n: int, cl_path: str, mode: str) -> dict:
     out: dict = {"case": case, "n": n}
     if mode == "memory":
         call()  # warm-up: compile, caches, FFT plans
-        ok = _reset_peak_rss()
-        rss0 = _status_kb("VmRSS")
+        ok = reset_peak_rss()
+        rss0 = status_kb("VmRSS")
         call()  # its outputs were resident at return, so the high-water mark includes them
-        out["peak_mb"] = (_status_kb("VmHWM") - rss0) / 1024.0 if ok else None
+        out["peak_mb"] = (status_kb("VmHWM") - rss0) / 1024.0 if ok else None
         return out
     t0 = time.perf_counter()
     if clock is not None:
