@@ -2,7 +2,6 @@
 peak finding, the B-mode null test, and the command end to end (outputs, report, one-line errors)."""
 import json
 from html.parser import HTMLParser
-from pathlib import Path
 
 import jax
 import numpy as np

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import h5py
 import jax

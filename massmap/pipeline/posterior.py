@@ -40,17 +40,6 @@ class SamplingError(InputError):
     """Every chain failed numerically (NaN/inf), even after restarts."""
 
 
-def _load_prior_function() -> Callable | None:
-    for module in ("massmap.prior.load", "massmap.io.priors"):
-        try:
-            mod = __import__(module, fromlist=["load_prior"])
-        except ImportError:
-            continue
-        if hasattr(mod, "load_prior"):
-            return mod.load_prior
-    return None
-
-
 def resolve_prior(config) -> Any:
     """The prior named by ``posterior.prior``: None for the Gaussian prior, else a loaded prior.
 
@@ -68,11 +57,9 @@ def resolve_prior(config) -> Any:
         path = Path(pc.prior)
         if not path.exists():
             raise InputError(f"prior file '{pc.prior}' (posterior.prior) does not exist")
-    loader = _load_prior_function()
-    if loader is None:
-        raise InputError(f"prior file '{path}' (posterior.prior) cannot be read: this massmap has no prior "
-                         "loader; use posterior.prior=gaussian")
-    prior = loader(path)
+    from massmap.io.priors import load_prior
+
+    prior = load_prior(path)
     meta = getattr(prior, "metadata", None)
     if isinstance(meta, dict):
         meta.setdefault("path", str(path))  # for messages and the PRIOR diagnostic

@@ -99,10 +99,12 @@ def is_uniform(data: ShearData) -> bool:
     return bool(np.ptp(n) <= 1e-6 * np.max(n))
 
 
-def compute_maps(data: ShearData, config: Config, methods: tuple[str, ...], progress: bool = False) -> tuple[dict, dict]:
+def compute_maps(data: ShearData, config: Config, methods: tuple[str, ...], progress: bool = False,
+                 cl_table: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[dict, dict]:
     """The κ maps of ``methods`` on the data's grid, and a dict of run information.
 
-    Posterior methods add KAPPA_MEAN, KAPPA_STD, KAPPA_SAMPLES, KAPPA_MAP and info["diagnostics"]. If
+    The signal C_ℓ of Wiener and the Gaussian prior is computed once (:func:`signal_cl`), unless the
+    caller passes it as ``cl_table`` = (ℓ, C_ℓ) (e.g. for many noise realisations). Posterior methods add KAPPA_MEAN, KAPPA_STD, KAPPA_SAMPLES, KAPPA_MAP and info["diagnostics"]. If
     sampling is interrupted (Ctrl-C) after some samples finished, those are kept, the maps are made from
     them and info["interrupted"] says so.
     """
@@ -110,18 +112,22 @@ def compute_maps(data: ShearData, config: Config, methods: tuple[str, ...], prog
     pix = data.grid.pixel_size_arcmin
     out: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {}
+    ny, nx = data.grid.ny + 2 * pad, data.grid.nx + 2 * pad
+    if {"wiener", "posterior", "map"} & set(methods):
+        if cl_table is None:
+            ell_tab, cl_tab, info["signal_cl"] = signal_cl(config, float(ell_grid(ny, nx, pix).max()))
+        else:
+            (ell_tab, cl_tab), info["signal_cl"] = cl_table, "table given by the caller"
     if {"posterior", "map"} & set(methods):
-        out_post, info_post = posterior_from_data(data, config, methods, progress)
+        out_post, info_post = posterior_from_data(data, config, methods, progress, (ell_tab, cl_tab))
         out.update(out_post)
         info.update(info_post)
     if "ks" in methods:
         ke, kb = kaiser_squires(jnp.asarray(data.g1), jnp.asarray(data.g2), pad)
         out["KAPPA_KS"], out["KAPPA_KS_B"] = np.asarray(ke), np.asarray(kb)
     if "wiener" in methods:
-        ny, nx = data.grid.ny + 2 * pad, data.grid.nx + 2 * pad
-        ell_tab, cl_tab, source = signal_cl(config, float(ell_grid(ny, nx, pix).max()))
         s = mode_variance_on(ell_tab, cl_tab, ny, nx, pix)
-        info["wiener_cl"] = source
+        info["wiener_cl"] = info["signal_cl"]
         solver = config.wiener.solver
         exact = pad == 0 and is_uniform(data)
         if solver == "fourier" and not exact:
@@ -146,18 +152,21 @@ def compute_maps(data: ShearData, config: Config, methods: tuple[str, ...], prog
     return out, info
 
 
-def posterior_from_data(data: ShearData, config: Config, methods: tuple[str, ...], progress: bool):
-    """Posterior samples/mean/std and MAP map with the configured prior (massmap.pipeline.posterior)."""
+def posterior_from_data(data: ShearData, config: Config, methods: tuple[str, ...], progress: bool,
+                        cl_table: tuple[np.ndarray, np.ndarray]):
+    """Posterior samples/mean/std and MAP map with the configured prior (massmap.pipeline.posterior).
+
+    ``cl_table`` = (ℓ, C_ℓ) defines the Gaussian prior (and the preconditioner's fallback spectrum).
+    """
     from massmap.pipeline.posterior import posterior_maps, resolve_prior
 
     pix = data.grid.pixel_size_arcmin
-    ny, nx = data.grid.ny + 2 * config.pad, data.grid.nx + 2 * config.pad
-    ell_tab, cl_tab, source = signal_cl(config, float(ell_grid(ny, nx, pix).max()))
+    ell_tab, cl_tab = cl_table
     prior = resolve_prior(config)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)  # the named key of posterior sampling
     finished: list[np.ndarray] = []
     wanted = tuple(m for m in ("posterior", "map") if m in methods)
-    info: dict[str, Any] = {"posterior_cl": source}
+    info: dict[str, Any] = {}
     try:
         res = posterior_maps(data.g1, data.g2, data.noise_std, data.mask, pix, config.pad, config, key,
                              lambda a, b: mode_variance_on(ell_tab, cl_tab, a, b, pix), prior=prior,

@@ -21,7 +21,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import yaml
 from astropy.io import fits
 from astropy.wcs import WCS
 from tqdm import tqdm
@@ -186,15 +185,10 @@ def _signal_table(rcfg: Config, ny: int, nx: int, pix: float) -> tuple[np.ndarra
     return np.asarray(ell, np.float64), np.asarray(cl, np.float64)
 
 
-def _noise_config(rcfg: Config, chunk: int, table: tuple | None, workdir: Path) -> Config:
-    """The recorded config with the C_ℓ table handed over as a file (computed once, exact float64 round
-    trip) and CG's tolerance divided by √chunk: CG runs jointly on a chunk, so each member meets wiener.tol."""
-    w = dataclasses.replace(rcfg.wiener, tol=rcfg.wiener.tol / np.sqrt(chunk))
-    if table is not None and not w.cl_file:
-        path = workdir / "signal_cl.txt"
-        np.savetxt(path, np.c_[table], fmt="%.18e")
-        w = dataclasses.replace(w, cl_file=str(path))
-    return dataclasses.replace(rcfg, wiener=w)
+def _noise_config(rcfg: Config, chunk: int) -> Config:
+    """The recorded config with CG's tolerance divided by √chunk: CG runs jointly on a chunk, so each
+    member meets wiener.tol."""
+    return dataclasses.replace(rcfg, wiener=dataclasses.replace(rcfg.wiener, tol=rcfg.wiener.tol / np.sqrt(chunk)))
 
 
 def noise_statistics(recon: Reconstruction, config: Config, rcfg: Config, edges: np.ndarray,
@@ -229,27 +223,26 @@ def noise_statistics(recon: Reconstruction, config: Config, rcfg: Config, edges:
     if sc.null_signal:
         cl_grid = cl_on_grid(*table, g.ny + 2 * rcfg.pad, g.nx + 2 * rcfg.pad, pix)
     bar = tqdm(total=sc.n_noise, desc="noise realisations", unit="map", disable=not progress, leave=False)
-    with tempfile.TemporaryDirectory() as work:
-        ncfg = _noise_config(rcfg, chunk, table if need_table else None, Path(work))
-        for start in range(0, sc.n_noise, chunk):
-            idx = np.arange(start, min(start + chunk, sc.n_noise))
-            n1, n2 = stats.shear_noise_realisations(key, im["GAMMA1"], im["GAMMA2"], im["NOISE_STD"],
-                                                    recon.mask, idx, sc.noise_method)
-            data = ShearData(g, n1, n2, np.asarray(im["NOISE_STD"], np.float32), recon.mask.astype(np.uint8))
-            out, _ = compute_maps(data, ncfg, methods)
-            maps = {"ks": stats.gaussian_smooth(out["KAPPA_KS"], sig),
-                    "ks_b": stats.gaussian_smooth(out["KAPPA_KS_B"], sig)}
-            if "KAPPA_WIENER" in out:
-                maps["wiener"] = np.asarray(out["KAPPA_WIENER"], np.float64)
-            for k, v in maps.items():
-                s1, s2 = sums.get(k, (0.0, 0.0))
-                sums[k] = (s1 + v.sum(axis=0), s2 + (v * v).sum(axis=0))
-            spectra["e"].append(spec(out["KAPPA_KS"]))
-            spectra["b"].append(spec(out["KAPPA_KS_B"]))
-            if cl_grid is not None:
-                s1, s2 = stats.signal_shear_realisations(key_signal, cl_grid, pix, rcfg.pad, recon.mask, idx)
-                spectra["b_signal"].append(spec(np.asarray(kaiser_squires(n1 + s1, n2 + s2, rcfg.pad)[1])))
-            bar.update(len(idx))
+    ncfg = _noise_config(rcfg, chunk)
+    for start in range(0, sc.n_noise, chunk):
+        idx = np.arange(start, min(start + chunk, sc.n_noise))
+        n1, n2 = stats.shear_noise_realisations(key, im["GAMMA1"], im["GAMMA2"], im["NOISE_STD"],
+                                                recon.mask, idx, sc.noise_method)
+        data = ShearData(g, n1, n2, np.asarray(im["NOISE_STD"], np.float32), recon.mask.astype(np.uint8))
+        out, _ = compute_maps(data, ncfg, methods, cl_table=table if need_table else None)
+        maps = {"ks": stats.gaussian_smooth(out["KAPPA_KS"], sig),
+                "ks_b": stats.gaussian_smooth(out["KAPPA_KS_B"], sig)}
+        if "KAPPA_WIENER" in out:
+            maps["wiener"] = np.asarray(out["KAPPA_WIENER"], np.float64)
+        for k, v in maps.items():
+            s1, s2 = sums.get(k, (0.0, 0.0))
+            sums[k] = (s1 + v.sum(axis=0), s2 + (v * v).sum(axis=0))
+        spectra["e"].append(spec(out["KAPPA_KS"]))
+        spectra["b"].append(spec(out["KAPPA_KS_B"]))
+        if cl_grid is not None:
+            s1, s2 = stats.signal_shear_realisations(key_signal, cl_grid, pix, rcfg.pad, recon.mask, idx)
+            spectra["b_signal"].append(spec(np.asarray(kaiser_squires(n1 + s1, n2 + s2, rcfg.pad)[1])))
+        bar.update(len(idx))
     bar.close()
     n = sc.n_noise
     std = {k: np.sqrt(np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1)) for k, (s1, s2) in sums.items()}
