@@ -103,7 +103,10 @@ def run_maps(args):
         wall, cpu = time.time() - t0, cpu_seconds() - c0
         np.save(MAPDIR / f"kappa_seed{seed:03d}.npy", kappa)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-        (MAPDIR / f"kappa_seed{seed:03d}.json").write_text(json.dumps(dict(wall_s=wall, cpu_s=cpu, peak_rss_gb=peak)))
+        timing = dict(wall_s=wall, cpu_s=cpu, peak_rss_gb=peak)
+        if jax.default_backend() != "cpu":
+            timing["device"] = jax.devices()[0].device_kind
+        (MAPDIR / f"kappa_seed{seed:03d}.json").write_text(json.dumps(timing))
         print(f"seed {seed}: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak:.2f} GB, "
               f"mean {kappa.mean():.2e}, std {kappa.std():.4f}", flush=True)
 
@@ -134,8 +137,13 @@ def run_cl(args):
     jc_lin = kappa_cl(cosmo, src, ell, nonlinear=False)
     ccl = ccl_cl(cosmo, src.z_source, ell)
     print(f"{len(maps)} maps (seeds {files[0].stem[-3:]}..{files[-1].stem[-3:]}), {NPIX}² × {PIX}′, z_s = {src.z_source}")
-    print(f"wall per map: median {np.median([t['wall_s'] for t in timing]):.0f} s; CPU per map: median "
-          f"{np.median([t['cpu_s'] for t in timing]):.0f} s; peak RSS {max(t['peak_rss_gb'] for t in timing):.2f} GB")
+    by_device = {}
+    for t in timing:  # maps made on a GPU (benchmarks/gpu_check.sh) record their device
+        by_device.setdefault(t.get("device", "CPU (2 cores)"), []).append(t)
+    for device, ts in by_device.items():
+        print(f"{device}: {len(ts)} maps, wall per map: median {np.median([t['wall_s'] for t in ts]):.1f} s "
+              f"(first map includes compilation); CPU per map: median {np.median([t['cpu_s'] for t in ts]):.1f} s; "
+              f"peak RSS {max(t['peak_rss_gb'] for t in ts):.2f} GB")
     print("   ell    C_pm/halofit(jc)  ± err   C_pm/halofit(ccl)   halofit ccl/jc")
     rows = []
     for i, l in enumerate(ell):
