@@ -10,7 +10,8 @@ from massmap.cli.common import config_options, main, resolve_config, user_errors
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output FITS file.")
 @click.option("--method", default="ks,wiener", show_default=True,
-              help="ks, wiener, posterior, map, or all (comma-separated lists work too).")
+              help="ks, wiener, posterior, map, or all (comma-separated lists work too; with --geometry healpix, "
+                   "all = ks,wiener and the tiled posterior is asked for by name).")
 @click.option("--prior", default=None, metavar="PRIOR.h5|gaussian",
               help="Prior of the posterior methods (= --set posterior.prior=...); default: the shipped prior.")
 @click.option("--n-samples", type=int, default=None, help="Posterior samples (= --set posterior.n_samples=N).")
@@ -31,7 +32,7 @@ def reconstruct(input_path, output, method, prior, n_samples, chains, quiet, ove
                  if v is not None]
     config = resolve_config(config_files, tuple(overrides) + tuple(shortcuts))
     if geometry == "healpix":
-        _reconstruct_healpix(config, input_path, output, method, overwrite, no_plot)
+        _reconstruct_healpix(config, input_path, output, method, overwrite, no_plot, not quiet)
         return
     info = run_reconstruct(config, input_path, output, method=method, overwrite=overwrite, plot=not no_plot,
                            progress=not quiet)
@@ -54,10 +55,11 @@ def reconstruct(input_path, output, method, prior, n_samples, chains, quiet, ove
     click.echo(f"wrote {info['output']} ({', '.join(info['maps'])})")
 
 
-def _reconstruct_healpix(config, input_path, output, method, overwrite, no_plot):
+def _reconstruct_healpix(config, input_path, output, method, overwrite, no_plot, progress):
     from massmap.pipeline.reconstruct_healpix import run_reconstruct_healpix
 
-    info = run_reconstruct_healpix(config, input_path, output, method=method, overwrite=overwrite, plot=not no_plot)
+    info = run_reconstruct_healpix(config, input_path, output, method=method, overwrite=overwrite, plot=not no_plot,
+                                   progress=progress)
     click.echo(f"read {info['rows_read']} rows, used {info['rows_used']} (dropped {info['rows_dropped']}); "
                f"sigma_e = {info['sigma_e']:.3f}")
     for note in info.get("notes", []):
@@ -65,6 +67,9 @@ def _reconstruct_healpix(config, input_path, output, method, overwrite, no_plot)
     click.echo(f"HEALPix nside {info['nside']}, lmax {info['lmax']}: {info['n_observed']} observed pixels "
                f"(f_sky = {info['f_sky']:.4f})")
     _echo_wiener(info)
+    if "n_tiles" in info:
+        click.echo(f"posterior tiles: prior {info['prior']}, {info['n_tiles']} tiles of {info['tile_npix']}^2 pixels "
+                   f"at {info['tile_pixel_size_arcmin']:g} arcmin")
     click.echo(f"wrote {info['output']} ({', '.join(info['maps'])})")
 
 

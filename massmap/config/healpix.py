@@ -1,7 +1,8 @@
 """Config section `healpix`: curved-sky maps (``massmap reconstruct --geometry healpix``).
 
 The Wiener filter on the sphere uses the root sections ``wiener`` (C_ℓ file, solver, tolerance),
-``cosmology`` and ``sources`` as well; see docs/healpix.md.
+``cosmology`` and ``sources`` as well. The posterior methods ('posterior', 'map') reconstruct gnomonic
+tiles with the flat-sky posterior (sections ``posterior``, ``pad``) and mosaic them; see docs/healpix.md.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Literal, Optional
 from massmap.config.core import ConfigError
 
 MAX_NSIDE = 8192
+MAX_TILE_DEG = 60.0  # gnomonic tiles wider than this are far from flat
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,10 @@ class HealpixConfig:
     iterations: int = 3  # Jacobi refinement steps of the map → a_ℓm analysis (healpy's `iter`)
     partial: bool = False  # write only the observed pixels (explicit-index HEALPix file)
     view: Literal["auto", "mollview", "gnomview"] = "auto"  # PNG projection; auto: gnomview for small footprints
+    # --- methods 'posterior' and 'map': flat-sky posterior on gnomonic tiles, mosaicked onto HEALPix ---
+    tile_size_deg: float = 10.0  # side of the square gnomonic tiles
+    tile_overlap_deg: float = 2.0  # overlap of neighbouring tiles = width of the cos² taper of the weights
+    tile_pixel_size_arcmin: Optional[float] = None  # null: the learned prior's; Gaussian prior: HEALPix pixel size
 
     def __post_init__(self):
         n = self.nside
@@ -33,6 +39,15 @@ class HealpixConfig:
             raise ConfigError(f"config key 'healpix.smoothing_fwhm_arcmin' must be >= 0, got {self.smoothing_fwhm_arcmin}")
         if self.iterations < 0:
             raise ConfigError(f"config key 'healpix.iterations' must be >= 0, got {self.iterations}")
+        if not 0 < self.tile_size_deg <= MAX_TILE_DEG:
+            raise ConfigError(f"config key 'healpix.tile_size_deg' must be in (0, {MAX_TILE_DEG:g}], "
+                              f"got {self.tile_size_deg}")
+        if not 0 < self.tile_overlap_deg < self.tile_size_deg:
+            raise ConfigError(f"config key 'healpix.tile_overlap_deg' must be > 0 and smaller than "
+                              f"healpix.tile_size_deg ({self.tile_size_deg:g}), got {self.tile_overlap_deg}")
+        if self.tile_pixel_size_arcmin is not None and not self.tile_pixel_size_arcmin > 0:
+            raise ConfigError(f"config key 'healpix.tile_pixel_size_arcmin' must be > 0 or null, "
+                              f"got {self.tile_pixel_size_arcmin}")
 
     @property
     def ell_max(self) -> int:

@@ -6,7 +6,8 @@ resolved config as HISTORY cards, as :func:`massmap.io.maps.provenance_header`),
 ORDERING = RING, COORDSYS = C, NSIDE, INDXSCHM and OBJECT. A full-sky file (INDXSCHM = IMPLICIT,
 OBJECT = FULLSKY) holds 12 nside² rows; a partial one (EXPLICIT, PARTIAL) holds a leading PIXEL column
 and the observed pixels only. Both read with ``healpy.read_map(path, field=...)`` (partial files come
-back full-size with UNSEEN elsewhere).
+back full-size with UNSEEN elsewhere). Optional further binary tables (e.g. ``TILES``, one row per tile
+of the tiled posterior) follow the map table.
 """
 from __future__ import annotations
 
@@ -39,11 +40,13 @@ def _format(arr: np.ndarray) -> str:
 
 def write_healpix_maps(path: str | Path, nside: int, maps: dict[str, np.ndarray], prov: dict[str, Any],
                        observed: np.ndarray | None = None, partial: bool = False,
-                       cards: dict[str, tuple[Any, str]] | None = None) -> Path:
+                       cards: dict[str, tuple[Any, str]] | None = None,
+                       tables: dict[str, dict[str, np.ndarray]] | None = None) -> Path:
     """Write RING-ordered full-sky maps (float maps as float32) atomically, optionally as a partial file.
 
     ``observed`` (bool per pixel) selects the rows of a partial file; ``cards`` are extra table-header
-    keywords {KEY: (value, comment)}.
+    keywords {KEY: (value, comment)}; ``tables`` are extra binary tables {EXTNAME: {column: values}}
+    written after the map table (e.g. TILES).
     """
     npix = hp.nside2npix(nside)
     rows = np.arange(npix)
@@ -74,8 +77,13 @@ def write_healpix_maps(path: str | Path, nside: int, maps: dict[str, np.ndarray]
     h["OBJECT"] = ("PARTIAL" if partial else "FULLSKY", "Sky coverage, either FULLSKY or PARTIAL")
     for key, (value, comment) in (cards or {}).items():
         h[key] = (value, comment)
+    extra = []
+    for name, columns in (tables or {}).items():
+        cols = [fits.Column(name=c, format="D" if np.asarray(v).dtype.kind == "f" else "K", array=np.asarray(v))
+                for c, v in columns.items()]
+        extra.append(fits.BinTableHDU.from_columns(cols, name=name))
     with atomic_path(path) as tmp:
-        fits.HDUList([fits.PrimaryHDU(header=provenance_header(prov)), table]).writeto(tmp, overwrite=True)
+        fits.HDUList([fits.PrimaryHDU(header=provenance_header(prov)), table] + extra).writeto(tmp, overwrite=True)
     return Path(path)
 
 

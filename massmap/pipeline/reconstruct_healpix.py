@@ -1,8 +1,10 @@
-"""``massmap reconstruct --geometry healpix``: shear catalog → curved-sky Kaiser-Squires / Wiener κ maps.
+"""``massmap reconstruct --geometry healpix``: shear catalog → curved-sky κ maps.
 
 Reads the catalog with the flat path's column mapping, selection and calibration
 (:func:`massmap.io.catalog.read_catalog`), bins it on HEALPix pixels (RING), and writes healpy-format
-maps: KAPPA_KS, KAPPA_KS_B, KAPPA_WIENER, GAMMA1, GAMMA2 (native frame), NOISE_STD, MASK, COUNT.
+maps: KAPPA_KS, KAPPA_KS_B, KAPPA_WIENER (harmonic space on the sphere), KAPPA_MEAN, KAPPA_STD,
+KAPPA_MAP, TILE_WEIGHT (flat-sky posterior on gnomonic tiles, :mod:`massmap.pipeline.reconstruct_tiles`),
+GAMMA1, GAMMA2 (native frame), NOISE_STD, MASK, COUNT.
 """
 from __future__ import annotations
 
@@ -15,18 +17,28 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from massmap.config import Config, ConfigError
-from massmap.io.catalog import estimate_sigma_e, read_catalog
+from massmap.io.catalog import ShearCatalog, estimate_sigma_e, read_catalog
 from massmap.io.healpix import plot_healpix_maps, write_healpix_maps
 from massmap.io.maps import is_binned_shear
 from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
 from massmap.pipeline.reconstruct import parse_methods, signal_cl
+from massmap.pipeline.reconstruct_tiles import TILE_METHODS, posterior_tiles
 from massmap.sphere.binning import HealpixShear, bin_shear_healpix
 from massmap.sphere.harmonic import kaiser_squires_sphere
 from massmap.sphere.wiener import cl_at_multipoles, wiener_cg_sphere, wiener_harmonic
 
 
+METHODS_HEALPIX = ("ks", "wiener") + TILE_METHODS
+
+
 def load_shear_healpix(path: str | Path, config: Config) -> tuple[HealpixShear, dict[str, Any]]:
     """Read and calibrate a FITS shear catalog and bin it at ``healpix.nside``."""
+    cat, info = read_catalog_healpix(path, config)
+    return bin_shear_healpix(cat, config.healpix.nside, info["sigma_e"]), info
+
+
+def read_catalog_healpix(path: str | Path, config: Config) -> tuple[ShearCatalog, dict[str, Any]]:
+    """Read and calibrate a FITS shear catalog; info holds the row counts and σ_e (given or estimated)."""
     path = str(path)
     if is_binned_shear(path):
         raise InputError(f"'{path}' is a flat binned shear map; --geometry healpix needs a shear catalog")
@@ -41,10 +53,9 @@ def load_shear_healpix(path: str | Path, config: Config) -> tuple[HealpixShear, 
         if not (np.isfinite(sigma_e) and sigma_e > 0):
             raise InputError(f"catalog '{path}': the shape noise cannot be estimated (sigma_e = {sigma_e}); "
                              "set noise.sigma_e")
-    binned = bin_shear_healpix(cat, config.healpix.nside, sigma_e)
     info = {"input_kind": "catalog", "rows_read": cat.n_read, "rows_used": cat.n, "rows_dropped": cat.n_dropped,
             "sigma_e": sigma_e, "notes": cat.notes}
-    return binned, info
+    return cat, info
 
 
 def is_uniform_full_sky(data: HealpixShear) -> bool:
@@ -102,28 +113,49 @@ def compute_maps_healpix(data: HealpixShear, config: Config, methods: tuple[str,
 
 
 def run_reconstruct_healpix(config: Config, input_path: str | Path, output: str | Path, method: str = "all",
-                            overwrite: bool = False, plot: bool = True) -> dict[str, Any]:
-    """Read the catalog, compute the requested HEALPix maps, write OUT.fits (+ .config.yaml, .png)."""
+                            overwrite: bool = False, plot: bool = True, progress: bool = False) -> dict[str, Any]:
+    """Read the catalog, compute the requested HEALPix maps, write OUT.fits (+ .config.yaml, .png).
+
+    ``method``: a comma-separated list of ks, wiener, posterior, map; 'all' is ks,wiener (the harmonic
+    methods). ``progress``: tqdm bars (Wiener CG iterations, posterior tiles).
+    """
     out_path = check_output(output, overwrite)
-    methods = parse_methods(method, ("ks", "wiener"), where="with --geometry healpix")
-    data, info = load_shear_healpix(input_path, config)
-    maps, run_info = compute_maps_healpix(data, config, methods)
+    # 'all' means the harmonic methods: the tiled posterior is far costlier and is asked for by name
+    methods = ("ks", "wiener") if method == "all" else parse_methods(method, METHODS_HEALPIX,
+                                                                     where="with --geometry healpix")
+    cat, info = read_catalog_healpix(input_path, config)
+    data = bin_shear_healpix(cat, config.healpix.nside, info["sigma_e"])
+    maps, run_info = compute_maps_healpix(data, config, methods, progress=progress)
     info.update(run_info)
+    tables = {}
+    if set(TILE_METHODS) & set(methods):
+        tile_maps, tile_info, tiles = posterior_tiles(cat, info["sigma_e"], data.mask, config, methods, progress)
+        maps.update(tile_maps)
+        info.update(tile_info)
+        if tiles:
+            tables["TILES"] = tiles
     hc = config.healpix
     columns = dict(maps)
     columns.update(GAMMA1=data.g1, GAMMA2=data.g2, NOISE_STD=data.noise_std, MASK=data.mask,
                    COUNT=data.count.astype(np.int32))
     inputs = {"input": Path(input_path).name, "methods": ",".join(methods), "geometry": "healpix"}
-    inputs.update({k: v for k, v in info.items() if k in ("rows_read", "rows_used", "sigma_e",
-                                                           "wiener_iterations", "wiener_residual")})
+    inputs.update({k: v for k, v in info.items() if k in ("rows_read", "rows_used", "sigma_e", "wiener_iterations",
+                                                           "wiener_residual", "n_tiles", "prior")})
     cards = {"LMAX": (info["lmax"], "largest multipole of the transforms"),
              "FWHM": (hc.smoothing_fwhm_arcmin, "[arcmin] Gaussian smoothing of KAPPA_KS(_B)"),
              "SHEARFRM": ("NATIVE", "shear frame: +x West, +y North; Q=-G1, U=G2")}
+    if "n_tiles" in info:
+        cards.update(NTILES=(info["n_tiles"], "gnomonic tiles of the posterior methods"),
+                     TILESIZE=(hc.tile_size_deg, "[deg] tile side"),
+                     TILEOVLP=(hc.tile_overlap_deg, "[deg] tile overlap (cos^2 taper width)"),
+                     TILEPIX=(info["tile_pixel_size_arcmin"], "[arcmin] tile pixel size"),
+                     TILENPIX=(info["tile_npix"], "tile pixels per side (without pad)"))
     write_healpix_maps(out_path, data.nside, columns, provenance(config, "reconstruct --geometry healpix", inputs),
-                       observed=data.mask > 0, partial=hc.partial, cards=cards)
+                       observed=data.mask > 0, partial=hc.partial, cards=cards, tables=tables)
     write_config_sidecar(out_path, config)
     if plot:
-        plot_healpix_maps(out_path.with_suffix(".png"), maps, data.mask,
+        shown = {k: v for k, v in maps.items() if k != "TILE_WEIGHT"}
+        plot_healpix_maps(out_path.with_suffix(".png"), shown, data.mask,
                           title=f"massmap reconstruct (HEALPix nside {data.nside}): {Path(input_path).name}",
                           view=hc.view)
     info.update(output=str(out_path), maps=list(maps), nside=data.nside, n_observed=data.n_observed,
