@@ -7,7 +7,8 @@
 #
 # PARTS (default: all, in this order):
 #   bench       benchmarks/bench_posterior.py with the shipped learned prior, 128² and 360² (time/sample)
-#   quality     benchmarks/validate_posterior.py with each prior in $PRIORS (default: the shipped one)
+#   quality     benchmarks/validate_posterior.py with each prior in $PRIORS (default: the shipped one) and
+#               the reconstruct overrides in $QUALITY_SET (e.g. "posterior.thin=3")
 #   pm          benchmarks/validate_pm.py maps for seeds $PM_FIRST.. (until its time limit); the maps are
 #               packed into OUTDIR/pm_maps_*.npz (run `validate_pm.py cl` where pyccl is installed)
 #   train       simulate configs/prior-default.yaml's training maps and train a prior with it and the
@@ -49,10 +50,12 @@ for p in $PARTS; do
         part bench_posterior "${BENCH_LIMIT:-100}" python3 benchmarks/bench_posterior.py \
             --prior massmap/data/priors/default.h5 --sizes 128 360 --chains 8 --draws 8 4 ;;
     quality)
+        qsets=()
+        for kv in ${QUALITY_SET:-}; do qsets+=(--set "$kv"); done
         for prior in $PRIORS; do
             name=quality_$(basename "$prior" .h5)
             part "$name" "${QUALITY_LIMIT:-110}" python3 benchmarks/validate_posterior.py --prior "$prior" \
-                --fields "$QUALITY_FIELDS" --n-samples 64 --chains 8 --out "/tmp/massmap_quality/$name"
+                --fields "$QUALITY_FIELDS" --n-samples 64 --chains 8 --out "/tmp/massmap_quality/$name" "${qsets[@]}"
         done ;;
     pm)
         part pm_maps "${PM_LIMIT:-100}" python3 benchmarks/validate_pm.py maps --first "$PM_FIRST" --count 200

@@ -2,6 +2,7 @@
 
     python benchmarks/validate_posterior.py [--prior PRIOR.h5|gaussian] [--fields 4] [--n-samples 64]
                                             [--chains 8] [--seed 1000] [--out benchmarks/results/posterior]
+                                            [--set posterior.KEY=VALUE ...]
 
 Runs the user-facing pipeline, in one process, on ``--fields`` fields drawn from the demo's
 distribution (configs/demo.yaml: shifted-lognormal κ, 128² pixels of 1′, 30 galaxies/arcmin²,
@@ -49,7 +50,8 @@ def coverage_at(cal: dict, level: float) -> float:
     return float(cal["coverage"][i]) if abs(levels[i] - level) < 1e-6 else float("nan")
 
 
-def run_field(out: Path, maps: Path, index: int, seed: int, prior: str, n_samples: int, chains: int) -> dict:
+def run_field(out: Path, maps: Path, index: int, seed: int, prior: str, n_samples: int, chains: int,
+              overrides: list[str]) -> dict:
     d = out / f"field{index:02d}"
     d.mkdir(parents=True, exist_ok=True)
     common = ["--config", str(CONFIG), "--set", f"seed={seed + index}", "--overwrite"]
@@ -58,7 +60,7 @@ def run_field(out: Path, maps: Path, index: int, seed: int, prior: str, n_sample
     t0 = time.perf_counter()
     massmap("reconstruct", str(d / "catalog.fits"), "-o", str(d / "recon.fits"), "--method", "all",
             "--prior", prior, "--n-samples", str(n_samples), "--chains", str(chains), "--quiet", "--no-plot",
-            *common, "--set", f"posterior.chunk={chains}")
+            *common, "--set", f"posterior.chunk={chains}", *[a for kv in overrides for a in ("--set", kv)])
     wall = time.perf_counter() - t0
     massmap("summarize", str(d / "recon.fits"), "--truth", str(d / "truth.fits"), "-o", str(d / "summary"),
             "--quiet", *common)
@@ -92,6 +94,8 @@ def main() -> int:
     ap.add_argument("--chains", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1000, help="simulation seed of the held-out fields")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "posterior"))
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra config override for reconstruct (e.g. posterior.thin=3); repeatable")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +104,7 @@ def main() -> int:
             "--set", f"simulate.n_maps={args.fields}", "--overwrite", "--quiet")
     rows = []
     for i in range(args.fields):
-        rows.append(run_field(out, maps, i, args.seed, args.prior, args.n_samples, args.chains))
+        rows.append(run_field(out, maps, i, args.seed, args.prior, args.n_samples, args.chains, args.overrides))
         print(json.dumps(rows[-1]), flush=True)
 
     import jax
@@ -108,7 +112,7 @@ def main() -> int:
     cols = [c for c in ("ks_rmse", "wiener_rmse", "posterior_rmse", "map_rmse", "ks_r", "wiener_r", "posterior_r",
                         "map_r", "cov68", "cov95", "rhat_max", "ess_min", "evals_per_sample",
                         "reconstruct_wall_s") if c in rows[0]]
-    print(f"\nprior {args.prior}; {args.fields} held-out fields (seed {args.seed}), {args.n_samples} samples from "
+    print(f"\nprior {args.prior} {' '.join(args.overrides)}; {args.fields} held-out fields (seed {args.seed}), {args.n_samples} samples from "
           f"{args.chains} chains; {jax.devices()[0].device_kind}, {platform.processor() or platform.machine()}\n")
     print("| field | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
@@ -123,7 +127,7 @@ def main() -> int:
         better = [r["posterior_r"] > r["wiener_r"] and r["posterior_rmse"] < r["wiener_rmse"] for r in rows]
         print(f"\nposterior mean beats Wiener (higher r and lower RMSE) on {sum(better)} of {len(rows)} fields")
     (out / "validate_posterior.json").write_text(json.dumps(
-        dict(prior=args.prior, fields=args.fields, seed=args.seed, n_samples=args.n_samples, chains=args.chains,
+        dict(prior=args.prior, overrides=args.overrides, fields=args.fields, seed=args.seed, n_samples=args.n_samples, chains=args.chains,
              device=jax.devices()[0].device_kind, rows=rows, summary=summary), indent=1))
     return 0
 

@@ -26,7 +26,7 @@ class PosteriorConfig:
     chunk: int = 10  # chains run at once (vmapped); bounds memory
     # --- annealing schedule: geometric from sigma_max down to sigma_min ---
     sigma_max: Optional[float] = None  # null: the learned prior's sigma_max; Gaussian prior: 2 × prior κ rms
-    sigma_min: Optional[float] = None  # null: the learned prior's sigma_min; Gaussian prior: 1e-3
+    sigma_min: Optional[float] = None  # null: learned prior: max(its sigma_min, 0.1 × its kappa std); Gaussian: 1e-3
     n_levels: int = 10  # noise levels in the schedule (including sigma_max and sigma_min)
     steps_per_level: int = 2  # HMC transitions per level (step size adapted during these)
     burn_in: int = 4  # extra adapted transitions at sigma_min before the first draw

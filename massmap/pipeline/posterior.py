@@ -33,6 +33,7 @@ METHODS = ("posterior", "map")
 DEFAULT_PRIOR = Path(__file__).resolve().parent.parent / "data" / "priors" / "default.h5"
 PIXEL_RTOL = 1e-3  # a learned prior's pixel scale must match the grid's to this relative tolerance
 GAUSSIAN_SIGMA_MIN = 1e-3  # default σ_min for the Gaussian prior (κ units)
+LEARNED_SIGMA_MIN_FRACTION = 0.1  # default σ_min for a learned prior, in units of its training κ std
 PROBE_KEY = 2**31 - 1  # fold_in(key, PROBE_KEY) probes a learned prior's spectrum; chain c uses fold_in(key, c)
 
 
@@ -109,7 +110,10 @@ def _sigma_range(pc, prior, mode_var: np.ndarray) -> tuple[float, float]:
             raise ConfigError(f"config key 'posterior.sigma_max' ({pc.sigma_max:g}) is above the prior's "
                               f"largest trained noise level {pmax:g}")
         hi = pc.sigma_max if pc.sigma_max is not None else pmax
-        lo = pc.sigma_min if pc.sigma_min is not None else pmin
+        # default: stop at 0.1 × the prior's κ std, where the network is still accurate (below it the score
+        # error grows like 1/σ, docs/posterior.md); the σ² left is removed by the final Tweedie step
+        tau = float((getattr(prior, "metadata", None) or {}).get("kappa_std", 0.0))
+        lo = pc.sigma_min if pc.sigma_min is not None else min(max(pmin, LEARNED_SIGMA_MIN_FRACTION * tau), 0.5 * hi)
     if not lo < hi:
         raise ConfigError(f"config key 'posterior.sigma_min' ({lo:g}) must be below posterior.sigma_max ({hi:g})")
     return float(hi), float(lo)
