@@ -25,3 +25,15 @@ def cosmos_path():
     if not COSMOS.exists():
         pytest.skip(f"COSMOS catalogue not found at {COSMOS} (shared data absent)")
     return COSMOS
+
+
+def assert_one_line_error(res, needles, out: Path) -> None:
+    """A CLI failure as the standards ask: exit 2, one line naming the culprit, no output or sidecar left."""
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("massmap: error:"), res.output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    out = Path(out)
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
+    assert not out.with_suffix(".config.yaml").exists()

@@ -23,7 +23,7 @@ from massmap.sphere.tiling import (local_west_angle, mosaic_add, mosaic_average,
                                    plane_coords, rotate_spin2, sample_tile_maps, taper_weight, tile_catalog,
                                    tile_centres, tile_footprint, tile_grid, tile_npix)
 
-from conftest import write_table
+from conftest import assert_one_line_error, write_table
 
 
 # ---------------------------------------------------------------- helpers
@@ -262,14 +262,7 @@ def test_cli_tiled_posterior_bad_input_gives_one_line_error(tmp_path, case):
         args += ["--prior", "gaussian", "--set", "healpix.tile_size_deg=1",  # 1° of 440' HEALPix-sized pixels
                  "--set", "healpix.tile_overlap_deg=0.5"]
         needles = ("healpix.tile_size_deg", "at least 8")
-    res = _run(args)
-    assert res.exit_code == 2, res.output
-    lines = [line for line in res.output.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("massmap: error:"), res.output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    assert not out.exists() and not list(tmp_path.glob(".out.fits.*"))
-    assert not (tmp_path / "out.config.yaml").exists()
+    assert_one_line_error(_run(args), needles, out)
 
 
 def test_config_rejects_bad_tile_values():
