@@ -3,7 +3,7 @@
 Usage (from the repository root; pyccl is optional and only used when importable, e.g. from
 benchmarks/.venv):
 
-    python benchmarks/validate_pm.py pk                      # P(k)/halofit at a ≈ 0.64 and 1, with/without PGD
+    python benchmarks/validate_pm.py pk                      # P(k)/halofit at every lens-plane snapshot, ± PGD
     python benchmarks/validate_pm.py maps --first 0 --count 3  # κ maps of seeds 0..2 → benchmarks/results/pm_maps/
     python benchmarks/validate_pm.py cl                      # average C_ℓ of all stored maps vs Limber halofit
 
@@ -34,8 +34,9 @@ from massmap.cosmology import kappa_cl, nonlinear_power  # noqa: E402
 from massmap.ops.spectra import power_spectrum  # noqa: E402
 from massmap.sim import pm as pmops  # noqa: E402
 from massmap.sim.integrate import kdk_factors, pm_integrator  # noqa: E402
-from massmap.sim.raytrace import (FORCE_DECONVOLUTION, initial_conditions, pgd_density, pm_kappa_map,  # noqa: E402
-                                  step_schedule)
+from massmap.sim.lightcone import lens_planes, source_distances  # noqa: E402
+from massmap.sim.raytrace import (FORCE_DECONVOLUTION, initial_conditions, pgd_amplitude, pgd_density,  # noqa: E402
+                                  pm_kappa_map, step_schedule)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -50,36 +51,55 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+PK_TABLE_K = (0.5, 1.09, 1.46, 1.97)  # h/Mpc: the columns of the summary table (nearest k bin)
+
+
 def run_pk(args):
-    cosmo, pmc = CosmologyConfig(), PMConfig()
+    """P(k)/halofit of the PM density, without and with PGD, at every step output a z_s map's planes use."""
+    cosmo, src, pmc = CosmologyConfig(), SourcesConfig(), PMConfig()
     pos, mom, _ = initial_conditions(jax.random.PRNGKey(args.seed), cosmo, pmc)
     a_steps = step_schedule(pmc)
+    chi_far = source_distances(cosmo, src).chi_far
+    used = set(int(i) for i in lens_planes(cosmo, chi_far, pmc.box_size, pmc.plane_thickness, a_steps[1:]).snapshot)
     fac = kdk_factors(cosmo, a_steps)
     integ = pm_integrator(pmc.mesh, pmc.box_size, cosmo.Omega_c + cosmo.Omega_b, FORCE_DECONVOLUTION)
     state = integ.init(pos, mom, a_steps[0])
     L, n = pmc.box_size, pmc.mesh
-    edges = np.geomspace(2 * np.pi / L * 1.5, np.pi * n / L, 20)
+    edges = np.geomspace(2 * np.pi / L * 1.5, np.pi * n / L, 16)
     k_nyq = np.pi * n / L
     out = {}
     for k in range(pmc.n_steps):
         state, info = integ.step(state, jax.tree.map(lambda v: v[k], fac))
         a = float(a_steps[k + 1])
-        if k in (5, pmc.n_steps - 1):
-            alpha = pmc.pgd_alpha * a**pmc.pgd_alpha_slope
+        if k in used:
+            alpha = pgd_amplitude(pmc, a)
             d_pgd = pgd_density(info.delta, state.positions, L, alpha, pmc.pgd_kl * k_nyq, pmc.pgd_ks * k_nyq)
             kk, p_pm, _ = pmops.power_spectrum_3d(info.delta, L, edges, n_comp=1)
             _, p_pgd, _ = pmops.power_spectrum_3d(d_pgd, L, edges, n_comp=1)
             hf = nonlinear_power(cosmo, kk, a)
-            out[f"{a:.2f}"] = dict(k=kk.tolist(), pm=(p_pm / hf).tolist(), pgd=(p_pgd / hf).tolist())
-            print(f"a = {a:.2f}   k [h/Mpc]   P_PM/halofit   P_PM+PGD/halofit")
+            out[f"{a:.2f}"] = dict(alpha=alpha, k=np.asarray(kk).tolist(), pm=(p_pm / hf).tolist(),
+                                   pgd=(p_pgd / hf).tolist())
+            print(f"a = {a:.2f} (alpha {alpha:.4f})   k [h/Mpc]   P_PM/halofit   P_PM+PGD/halofit")
             for x, r1, r2 in zip(kk, p_pm / hf, p_pgd / hf):
-                print(f"           {x:8.3f}   {r1:12.3f}   {r2:12.3f}")
+                print(f"           {x:8.3f}   {r1:12.3f}   {r2:12.3f}", flush=True)
+    kk = np.asarray(next(iter(out.values()))["k"])
+    cols = [int(np.argmin(np.abs(np.log(kk / q)))) for q in PK_TABLE_K]
+    lines = ["| a | α | " + " | ".join(f"k = {kk[j]:.2f}" for j in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for a, d in out.items():
+        lines.append(f"| {a} | {d['alpha']:.4f} | " + " | ".join(f"{d['pgd'][j]:.2f} ({d['pm'][j]:.2f})" for j in cols)
+                     + " |")
+    table = "\n".join(lines)
+    print(f"\nP_PM+PGD/halofit (P_PM/halofit), seed {args.seed}\n{table}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pm_pk.json").write_text(json.dumps(out, indent=1))
+    (RESULTS / "pm_pk_table.md").write_text(table + "\n")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for (a, d), col in zip(out.items(), ("C0", "C1")):
-        ax.semilogx(d["k"], d["pm"], "--", color=col, label=f"PM, a = {a}")
-        ax.semilogx(d["k"], d["pgd"], "-", color=col, label=f"PM + PGD, a = {a}")
+    for i, (a, d) in enumerate(out.items()):
+        col = plt.cm.viridis(i / max(len(out) - 1, 1))
+        ax.semilogx(d["k"], d["pm"], "--", color=col, lw=0.8)
+        ax.semilogx(d["k"], d["pgd"], "-", color=col, label=f"a = {a}")
+    ax.plot([], [], "k--", lw=0.8, label="PM without PGD")
     ax.axhline(1, color="k", lw=0.8)
     ax.axhspan(0.9, 1.1, color="0.9")
     ax.axvline(k_nyq / 2, color="0.5", ls=":", label="k_Nyq / 2")
@@ -87,11 +107,11 @@ def run_pk(args):
     ax.set_ylabel("P(k) / halofit")
     ax.set_ylim(0.3, 1.6)
     ax.set_title(f"PM {pmc.mesh}³ in {pmc.box_size:g} Mpc/h, {pmc.n_steps} steps, seed {args.seed}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2)
     FIGS.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(FIGS / "pm_pk_ratio.png", dpi=120)
-    print("wrote", FIGS / "pm_pk_ratio.png")
+    print("wrote", FIGS / "pm_pk_ratio.png", "and", RESULTS / "pm_pk_table.md")
 
 
 def run_maps(args):

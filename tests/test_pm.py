@@ -13,7 +13,7 @@ from massmap.cosmology import (comoving_distance, growth_factors, growth_force_f
 from massmap.ops.spectra import cl_on_grid, ell_grid, pixel_area_sr
 from massmap.sim import lightcone, lpt, pm
 from massmap.sim.integrate import kdk_factors, pm_integrator
-from massmap.sim.raytrace import check_geometry, initial_conditions, pm_kappa_map
+from massmap.sim.raytrace import check_geometry, initial_conditions, pgd_amplitude, pm_kappa_map
 
 COSMO = CosmologyConfig()
 
@@ -208,6 +208,24 @@ def test_geometry_errors_name_the_key():
         check_geometry(COSMO, SourcesConfig(z_source=12.0), PMConfig(box_size=5000.0, mesh=64), 8, 60.0)
     with pytest.raises(ConfigError, match="simulate.pm.lpt_order"):
         PMConfig(lpt_order=3)
+    with pytest.raises(ConfigError, match="simulate.pm.pgd_alpha_table"):
+        PMConfig(pgd_alpha_a=(0.5, 1.0), pgd_alpha_table=(0.01,))
+    with pytest.raises(ConfigError, match="simulate.pm.pgd_alpha_a"):
+        PMConfig(pgd_alpha_a=(1.0, 0.5), pgd_alpha_table=(0.01, 0.02))
+    with pytest.raises(ConfigError, match="simulate.pm.pgd_alpha_a"):
+        PMConfig(pgd_alpha_a=(0.5, 1.2), pgd_alpha_table=(0.01, 0.02))
+    with pytest.raises(ConfigError, match="simulate.pm.pgd_alpha_table"):
+        PMConfig(pgd_alpha_a=(0.5, 1.0), pgd_alpha_table=(0.01, -0.02))
+
+
+def test_pgd_amplitude_table_interpolation():
+    """α(a) is linear in a between the table nodes and constant beyond the ends (exact arithmetic,
+    so the tolerance is float64 rounding)."""
+    pmc = PMConfig(pgd_alpha_a=(0.5, 0.7, 1.0), pgd_alpha_table=(0.01, 0.03, 0.015))
+    assert pgd_amplitude(pmc, 0.3) == pytest.approx(0.01, abs=1e-15)
+    assert pgd_amplitude(pmc, 0.6) == pytest.approx(0.02, abs=1e-15)
+    assert pgd_amplitude(pmc, 0.8) == pytest.approx(0.025, abs=1e-15)
+    assert pgd_amplitude(pmc, 1.0) == pytest.approx(0.015, abs=1e-15)
 
 
 def test_tiny_pm_kappa_map_against_limber():

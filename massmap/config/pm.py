@@ -17,8 +17,10 @@ class PMConfig:
     lpt_order: int = 2  # 1 (Zel'dovich) or 2 (2LPT) initial conditions
     plane_thickness: float = 100.0  # largest lens-plane thickness along the line of sight, Mpc/h
     pgd: bool = True  # potential-gradient-descent sharpening of the lens-plane densities (docs/simulate-pm.md)
-    pgd_alpha: float = 0.02  # PGD amplitude at a = 1 (calibrated for cells of ~0.8 Mpc/h)
-    pgd_alpha_slope: float = 0.8  # α(a) = pgd_alpha · a^pgd_alpha_slope
+    # PGD amplitude α(a): α at the scale factors pgd_alpha_a, linear in a between them, constant beyond the
+    # ends (calibrated for cells of ~0.8 Mpc/h by benchmarks/diagnose_lightcone.py --calibrate)
+    pgd_alpha_a: tuple[float, ...] = (0.46, 0.55, 0.64, 0.73, 0.82, 0.91, 1.0)
+    pgd_alpha_table: tuple[float, ...] = (0.0273, 0.0196, 0.0145, 0.0102, 0.0067, 0.0056, 0.0056)
     pgd_kl: float = 0.075  # PGD high-pass scale, in units of the mesh Nyquist wavenumber π mesh / box_size
     pgd_ks: float = 2.0  # PGD low-pass scale, in units of the mesh Nyquist wavenumber
 
@@ -35,7 +37,18 @@ class PMConfig:
             raise ConfigError(f"config key 'simulate.pm.a_init' must be in (0, 1), got {self.a_init}")
         if self.lpt_order not in (1, 2):
             raise ConfigError(f"config key 'simulate.pm.lpt_order' must be 1 or 2, got {self.lpt_order}")
-        for name in ("pgd_alpha", "pgd_kl", "pgd_ks"):
+        if len(self.pgd_alpha_a) < 1 or len(self.pgd_alpha_a) != len(self.pgd_alpha_table):
+            raise ConfigError(f"config key 'simulate.pm.pgd_alpha_table' must have as many entries as "
+                              f"simulate.pm.pgd_alpha_a (>= 1), got {len(self.pgd_alpha_table)} and "
+                              f"{len(self.pgd_alpha_a)}")
+        if not (all(0 < a <= 1 for a in self.pgd_alpha_a)
+                and all(a1 < a2 for a1, a2 in zip(self.pgd_alpha_a[:-1], self.pgd_alpha_a[1:]))):
+            raise ConfigError(f"config key 'simulate.pm.pgd_alpha_a' must be increasing in (0, 1], "
+                              f"got {list(self.pgd_alpha_a)}")
+        if not all(x >= 0 for x in self.pgd_alpha_table):
+            raise ConfigError(f"config key 'simulate.pm.pgd_alpha_table' must be >= 0, "
+                              f"got {list(self.pgd_alpha_table)}")
+        for name in ("pgd_kl", "pgd_ks"):
             if not getattr(self, name) >= 0 or (name == "pgd_ks" and not self.pgd_ks > 0):
                 raise ConfigError(f"config key 'simulate.pm.{name}' must be {'> 0' if name == 'pgd_ks' else '>= 0'}, "
                                   f"got {getattr(self, name)}")

@@ -82,6 +82,11 @@ def initial_conditions(key: jax.Array, cosmo: CosmologyConfig, pm: PMConfig):
     return pos, mom, delta_k
 
 
+def pgd_amplitude(pm: PMConfig, a: float) -> float:
+    """PGD amplitude α(a): pm.pgd_alpha_table at pm.pgd_alpha_a, linear in a, constant beyond the ends."""
+    return float(np.interp(a, pm.pgd_alpha_a, pm.pgd_alpha_table))
+
+
 @partial(jax.jit, static_argnames=("box_size",))
 def pgd_density(delta, positions, box_size: float, alpha, k_l, k_s):
     """CIC density contrast of the particles after the PGD shift (pm.pgd_displacement)."""
@@ -115,7 +120,7 @@ def pm_kappa_map(key: jax.Array, cosmo: CosmologyConfig, sources: SourcesConfig,
         delta = info.delta
         if pm.pgd and np.any(planes.snapshot == k):
             k_nyq = np.pi * pm.mesh / pm.box_size
-            alpha = pm.pgd_alpha * float(a_steps[k + 1]) ** pm.pgd_alpha_slope
+            alpha = pgd_amplitude(pm, float(a_steps[k + 1]))
             delta = pgd_density(delta, state.positions, pm.box_size, alpha, pm.pgd_kl * k_nyq, pm.pgd_ks * k_nyq)
         for i in np.flatnonzero(planes.snapshot == k):
             r = planes.replica[i]
