@@ -67,22 +67,30 @@ def resolve_prior(config) -> Any:
     return prior
 
 
-def _prior_name(prior) -> str:
+def prior_name(prior) -> str:
+    """'gaussian' for None, else the learned prior's path (or name) for headers and messages."""
+    if prior is None:
+        return "gaussian"
     meta = getattr(prior, "metadata", None) or {}
     return str(getattr(prior, "path", None) or meta.get("path") or meta.get("name") or "learned prior")
 
 
+def network_multiple(prior) -> int | None:
+    """Padded map sides must be multiples of this for a learned prior's network (None: not recorded)."""
+    meta = getattr(prior, "metadata", None) or {}
+    channels = meta.get("channels") or (meta.get("architecture") or {}).get("channels")
+    return 2 ** (len(channels) - 1) if channels is not None else None
+
+
 def check_prior_grid(prior, ny_pad: int, nx_pad: int, pixel_size_arcmin: float) -> None:
     """InputError unless the learned ``prior`` can be evaluated on the padded grid at this pixel scale."""
-    name = _prior_name(prior)
+    name = prior_name(prior)
     pp = float(prior.pixel_size_arcmin)
     if abs(pp / pixel_size_arcmin - 1.0) > PIXEL_RTOL:
         raise InputError(f"prior '{name}' was trained on {pp:g} arcmin pixels but the map has "
                          f"{pixel_size_arcmin:g} arcmin pixels; set grid.pixel_size_arcmin: {pp:g}")
-    meta = getattr(prior, "metadata", None) or {}
-    channels = meta.get("channels") or (meta.get("architecture") or {}).get("channels")
-    if channels is not None:
-        factor = 2 ** (len(channels) - 1)
+    factor = network_multiple(prior)
+    if factor is not None:
         if ny_pad % factor or nx_pad % factor:
             raise InputError(f"prior '{name}' needs map sides that are multiples of {factor} but the padded "
                              f"grid (map + 2·pad) is {ny_pad}×{nx_pad}; change pad or grid.npix")
@@ -398,7 +406,7 @@ def posterior_maps(g1, g2, noise_std, mask, pixel_size_arcmin: float, pad: int, 
         sampler = _Sampler(data, mode_var_j, prior_ref, pc, schedule, pad)
         samples, diag, total_evals = _run_posterior(sampler, pc, key, progress, on_samples)
         diag["SIGMA_MAX"], diag["SIGMA_MIN"] = sigma_max, sigma_min
-        diag["PRIOR"] = "gaussian" if prior is None else _prior_name(prior)
+        diag["PRIOR"] = prior_name(prior)
         diag["PRECONDITIONER"] = preconditioner
         result["KAPPA_SAMPLES"] = samples
         result["KAPPA_MEAN"] = samples.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -417,7 +425,7 @@ def posterior_maps(g1, g2, noise_std, mask, pixel_size_arcmin: float, pad: int, 
         # likelihood is non-finite at κ = 0, or the prior drives κ away from the data from the start
         if not np.all(np.isfinite(kappa)) or not stable[0]:
             raise SamplingError(f"the MAP ascent failed at the first annealing level (prior "
-                                f"'{'gaussian' if prior is None else _prior_name(prior)}': NaN/inf score or "
+                                f"'{prior_name(prior)}': NaN/inf score or "
                                 "a score that drives kappa away from the data); check the prior")
         n_run = min(len(schedule), int(stable.sum()) + 1)  # levels run: the stable ones and the first unstable
         result["KAPPA_MAP"] = kappa

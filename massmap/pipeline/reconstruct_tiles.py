@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from massmap.config import Config, ConfigError
 from massmap.io.catalog import ShearCatalog, bin_shear
 from massmap.ops.spectra import ell_grid
-from massmap.pipeline.posterior import PIXEL_RTOL, posterior_maps, resolve_prior
+from massmap.pipeline.posterior import PIXEL_RTOL, network_multiple, posterior_maps, prior_name, resolve_prior
 from massmap.pipeline.reconstruct import mode_variance_on, signal_cl
 from massmap.sphere.tiling import (mosaic_add, mosaic_average, mosaic_init, mosaic_mixture_std, oversampling,
                                    sample_tile_maps, tile_catalog, tile_centres, tile_footprint, tile_grid,
@@ -28,13 +28,6 @@ from massmap.sphere.tiling import (mosaic_add, mosaic_average, mosaic_init, mosa
 
 TILE_METHODS = ("posterior", "map")
 MIN_TILE_WEIGHT = 0.05  # an observed pixel with less total tile weight is not covered by any tile interior
-
-
-def _prior_multiple(prior) -> int:
-    """Map sides (with padding) must be multiples of this for the prior's network (2 for the Gaussian prior)."""
-    meta = getattr(prior, "metadata", None) or {}
-    channels = meta.get("channels") or (meta.get("architecture") or {}).get("channels")
-    return 2 ** (len(channels) - 1) if channels else 2
 
 
 def tile_pixel_size(config: Config, prior, nside: int) -> float:
@@ -48,14 +41,6 @@ def tile_pixel_size(config: Config, prior, nside: int) -> float:
         raise ConfigError(f"config key 'healpix.tile_pixel_size_arcmin' ({given:g}) must equal the learned prior's "
                           f"pixel scale ({pp:g} arcmin); leave it null or use --prior gaussian")
     return pp
-
-
-def prior_label(prior) -> str:
-    """'gaussian' or the learned prior's file name (or name) for headers and messages."""
-    if prior is None:
-        return "gaussian"
-    meta = getattr(prior, "metadata", None) or {}
-    return str(meta.get("path") or meta.get("name") or "learned prior")
 
 
 def _tile_row(ra, dec, sub: ShearCatalog, binned, res: dict[str, Any]) -> dict[str, float]:
@@ -81,7 +66,7 @@ def posterior_tiles(cat: ShearCatalog, sigma_e: float, mask: np.ndarray, config:
     nside = hp.npix2nside(np.asarray(mask).size)
     prior = resolve_prior(config)
     pix = tile_pixel_size(config, prior, nside)
-    n = tile_npix(hc.tile_size_deg, pix, config.pad, _prior_multiple(prior))
+    n = tile_npix(hc.tile_size_deg, pix, config.pad, network_multiple(prior) or 2)
     if n < 8:
         raise ConfigError(f"config key 'healpix.tile_size_deg' ({hc.tile_size_deg:g}) holds only {n} pixels of "
                           f"{pix:g} arcmin per side; use larger tiles or smaller pixels (at least 8)")
@@ -139,7 +124,7 @@ def posterior_tiles(cat: ShearCatalog, sigma_e: float, mask: np.ndarray, config:
     table = {name: np.array([r[name] for r in rows]) for name in (rows[0] if rows else ())}
     info = {"n_tiles": len(rows), "tile_npix": n, "tile_pixel_size_arcmin": pix, "tile_oversampling": k,
             "tile_size_deg": hc.tile_size_deg, "tile_overlap_deg": hc.tile_overlap_deg,
-            "prior": prior_label(prior), "signal_cl": cl_source}
+            "prior": prior_name(prior), "signal_cl": cl_source}
     if rows and "posterior" in wanted:
         info["tile_acceptance_min"] = float(np.nanmin(table["ACCEPTANCE"]))
         info["tile_rhat_max"] = float(np.nanmax(table["RHAT_MAX"])) if np.isfinite(table["RHAT_MAX"]).any() else np.nan
