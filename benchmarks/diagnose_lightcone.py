@@ -114,8 +114,7 @@ def snapshot_power(cosmo: CosmologyConfig, mesh: int, box: float, seeds: list[in
     """
     from massmap.config.pm import PMConfig
     from massmap.sim import pm as pmops
-    from massmap.sim.integrate import kdk_factors, pm_integrator
-    from massmap.sim.raytrace import FORCE_DECONVOLUTION, initial_conditions, pgd_amplitude, pgd_density, step_schedule
+    from massmap.sim.raytrace import pgd_amplitude, pgd_density, pm_snapshots, step_schedule
 
     pmc = PMConfig(box_size=box, mesh=mesh)
     a_steps = step_schedule(pmc)
@@ -127,15 +126,9 @@ def snapshot_power(cosmo: CosmologyConfig, mesh: int, box: float, seeds: list[in
     logr = {}  # snapshot -> (n_seeds, n_alpha, n_k) log(P_PGD/halofit)
     kk = None
     for seed in seeds:
-        pos, mom, _ = initial_conditions(jax.random.PRNGKey(seed), cosmo, pmc)
-        fac = kdk_factors(cosmo, a_steps)
-        integ = pm_integrator(mesh, box, cosmo.Omega_c + cosmo.Omega_b, FORCE_DECONVOLUTION)
-        state = integ.init(pos, mom, a_steps[0])
-        for k in range(pmc.n_steps):
-            state, info = integ.step(state, jax.tree.map(lambda v: v[k], fac))
+        for k, a, state, info in pm_snapshots(jax.random.PRNGKey(seed), cosmo, pmc):
             if k not in used:
                 continue
-            a = float(a_steps[k + 1])
             t0 = time.time()
             scan = alphas if calibrate else np.array([0.0, pgd_amplitude(pmc, a)])
             rows = []

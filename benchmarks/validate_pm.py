@@ -33,10 +33,8 @@ from massmap.config.schema import CosmologyConfig, SourcesConfig  # noqa: E402
 from massmap.cosmology import kappa_cl, nonlinear_power  # noqa: E402
 from massmap.ops.spectra import power_spectrum  # noqa: E402
 from massmap.sim import pm as pmops  # noqa: E402
-from massmap.sim.integrate import kdk_factors, pm_integrator  # noqa: E402
 from massmap.sim.lightcone import lens_planes, source_distances  # noqa: E402
-from massmap.sim.raytrace import (FORCE_DECONVOLUTION, initial_conditions, pgd_amplitude, pgd_density,  # noqa: E402
-                                  pm_kappa_map, step_schedule)
+from massmap.sim.raytrace import pgd_amplitude, pgd_density, pm_kappa_map, pm_snapshots, step_schedule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -57,20 +55,14 @@ PK_TABLE_K = (0.5, 1.09, 1.46, 1.97)  # h/Mpc: the columns of the summary table 
 def run_pk(args):
     """P(k)/halofit of the PM density, without and with PGD, at every step output a z_s map's planes use."""
     cosmo, src, pmc = CosmologyConfig(), SourcesConfig(), PMConfig()
-    pos, mom, _ = initial_conditions(jax.random.PRNGKey(args.seed), cosmo, pmc)
     a_steps = step_schedule(pmc)
     chi_far = source_distances(cosmo, src).chi_far
     used = set(int(i) for i in lens_planes(cosmo, chi_far, pmc.box_size, pmc.plane_thickness, a_steps[1:]).snapshot)
-    fac = kdk_factors(cosmo, a_steps)
-    integ = pm_integrator(pmc.mesh, pmc.box_size, cosmo.Omega_c + cosmo.Omega_b, FORCE_DECONVOLUTION)
-    state = integ.init(pos, mom, a_steps[0])
     L, n = pmc.box_size, pmc.mesh
     edges = np.geomspace(2 * np.pi / L * 1.5, np.pi * n / L, 16)
     k_nyq = np.pi * n / L
     out = {}
-    for k in range(pmc.n_steps):
-        state, info = integ.step(state, jax.tree.map(lambda v: v[k], fac))
-        a = float(a_steps[k + 1])
+    for k, a, state, info in pm_snapshots(jax.random.PRNGKey(args.seed), cosmo, pmc):
         if k in used:
             alpha = pgd_amplitude(pmc, a)
             d_pgd = pgd_density(info.delta, state.positions, L, alpha, pmc.pgd_kl * k_nyq, pmc.pgd_ks * k_nyq)

@@ -95,6 +95,22 @@ def pgd_density(delta, positions, box_size: float, alpha, k_l, k_s):
     return density_contrast(jnp.mod(positions + shift, box_size), n, box_size, positions.shape[0])
 
 
+def pm_snapshots(key: jax.Array, cosmo: CosmologyConfig, pm: PMConfig, donate: bool = False):
+    """Run the PM from its LPT initial conditions (key ``key``); yield (k, a, state, info) after step k.
+
+    ``a`` is the scale factor at the end of the step and ``info.delta`` the CIC density contrast there.
+    With ``donate`` the step reuses the previous state's buffers: use each state before the next step.
+    """
+    a_steps = step_schedule(pm)
+    pos, mom, _ = initial_conditions(key, cosmo, pm)
+    factors = kdk_factors(cosmo, a_steps)
+    integ = pm_integrator(pm.mesh, pm.box_size, cosmo.Omega_c + cosmo.Omega_b, FORCE_DECONVOLUTION, donate=donate)
+    state = integ.init(pos, mom, a_steps[0])
+    for k in range(pm.n_steps):
+        state, info = integ.step(state, jax.tree.map(lambda v: v[k], factors))
+        yield k, float(a_steps[k + 1]), state, info
+
+
 def pm_kappa_map(key: jax.Array, cosmo: CosmologyConfig, sources: SourcesConfig, pm: PMConfig, npix: int,
                  pixel_size_arcmin: float, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """Born convergence map (npix, npix) float32 of one PM lightcone; ``progress(step, n_steps)`` per step."""
@@ -110,17 +126,12 @@ def pm_kappa_map(key: jax.Array, cosmo: CosmologyConfig, sources: SourcesConfig,
     theta_y = jnp.asarray(np.broadcast_to(t1[:, None], (npix, npix)), jnp.float32)
     theta_x = jnp.asarray(np.broadcast_to(t1[None, :], (npix, npix)), jnp.float32)
 
-    pos, mom, _ = initial_conditions(k_ic, cosmo, pm)
-    factors = kdk_factors(cosmo, a_steps)
-    integ = pm_integrator(pm.mesh, pm.box_size, cosmo.Omega_c + cosmo.Omega_b, FORCE_DECONVOLUTION, donate=True)
-    state = integ.init(pos, mom, a_steps[0])
     kappa = jnp.zeros((npix, npix), jnp.float32)
-    for k in range(pm.n_steps):
-        state, info = integ.step(state, jax.tree.map(lambda v: v[k], factors))
+    for k, a, state, info in pm_snapshots(k_ic, cosmo, pm, donate=True):
         delta = info.delta
         if pm.pgd and np.any(planes.snapshot == k):
             k_nyq = np.pi * pm.mesh / pm.box_size
-            alpha = pgd_amplitude(pm, float(a_steps[k + 1]))
+            alpha = pgd_amplitude(pm, a)
             delta = pgd_density(delta, state.positions, pm.box_size, alpha, pm.pgd_kl * k_nyq, pm.pgd_ks * k_nyq)
         for i in np.flatnonzero(planes.snapshot == k):
             r = planes.replica[i]
