@@ -415,6 +415,29 @@ def test_map_with_stiff_wrong_signed_learned_prior_is_finite():
     assert np.sqrt(np.mean((res["KAPPA_MAP"] - ref) ** 2)) < 0.01 * rms
 
 
+class DriftPrior(FakePrior):
+    """A learned prior with an opinion about the mean κ of the grid, which the shear cannot check (the
+    mass-sheet degeneracy): its score adds a uniform pull 0.1/σ² towards a mean of +0.1 — as a network
+    trained on small patches, each with its own mean, may pull a larger grid's mean anywhere."""
+
+    def score(self, kappa, sigma):
+        pull = (0.1 - jnp.mean(kappa, axis=(-2, -1))) / sigma**2
+        return super().score(kappa, sigma) + pull[:, None, None]
+
+
+def test_grid_mean_stays_zero_with_a_learned_prior():
+    # pad 0: the output grid is the whole grid, whose mean κ the sampler and the MAP keep at 0 (like KS
+    # and Wiener); without that, this prior would move every sample's mean to ≈ +0.1 (30× the map rms).
+    # Tolerance 1e-6: float32 rounding of FFTs on 16² maps of rms ≈ 3e-3
+    cfg = config(n_samples=4, chains=2, chunk=2)
+    res = posterior_maps(*small_data(seed=2), PIX, 0, cfg, jax.random.PRNGKey(0), mode_var_fn, prior=DriftPrior(),
+                         methods=("posterior", "map"), progress=False)
+    means = res["KAPPA_SAMPLES"].mean(axis=(1, 2))
+    assert np.all(np.abs(means) < 1e-6), means
+    assert abs(float(res["KAPPA_MAP"].mean())) < 1e-6
+    assert res["KAPPA_SAMPLES"].std() > 1e-3  # the other modes do move
+
+
 # --------------------------------------------------------------------------- bad inputs
 
 def test_bad_inputs():

@@ -83,6 +83,16 @@ def fourier_apply(x: jnp.ndarray, diag: jnp.ndarray) -> jnp.ndarray:
     return jnp.fft.ifft2(jnp.fft.fft2(x) * diag).real.astype(x.dtype)
 
 
+def inverse_precision(h: jnp.ndarray) -> jnp.ndarray:
+    """1/h_k with the k = 0 entry set to 0: moves along 1/h never change the mean κ of the grid.
+
+    The shear is blind to a constant κ (the mass-sheet degeneracy): the data say nothing about the mean
+    of the padded grid, which the Gaussian prior fixes at 0 (s_0 = 0) and a learned prior trained on
+    small patches does not know. Like KS and Wiener, sampler and MAP keep it at 0.
+    """
+    return (1.0 / h).at[0, 0].set(0.0)
+
+
 def fourier_precision(mode_var: jnp.ndarray, weight, sigma) -> jnp.ndarray:
     """Gaussian-limit curvature per Fourier mode: 1/(s_k + σ²) + weight (no data term for k = 0)."""
     sig2 = jnp.asarray(sigma, jnp.float32) ** 2
@@ -148,9 +158,9 @@ def probe_mode_variance(score: Callable, key: jax.Array, shape: tuple[int, int],
 
 
 def init_position(key: jax.Array, mode_var: jnp.ndarray, sigma) -> jnp.ndarray:
-    """A draw of the σ-smoothed Gaussian prior N(0, S + σ²) on the grid of ``mode_var``."""
+    """A draw of the σ-smoothed Gaussian prior N(0, S + σ²) on the grid of ``mode_var``, with zero mean."""
     white = jax.random.normal(key, mode_var.shape, jnp.float32)
-    return fourier_apply(white, jnp.sqrt(mode_var + jnp.asarray(sigma, jnp.float32) ** 2))
+    return fourier_apply(white, jnp.sqrt(mode_var + jnp.asarray(sigma, jnp.float32) ** 2).at[0, 0].set(0.0))
 
 
 def leapfrog(x, p, ll, g, s, step_size, n_steps, sigma, logl_and_grad: Callable, score: Callable,
@@ -207,10 +217,12 @@ def annealed_hmc(logl_and_grad: Callable, score: Callable, precision: Callable, 
         else:
             n = jnp.asarray(leapfrog_steps, jnp.int32)
             eps_used = eps * jitter
-        p0 = fourier_apply(jax.random.normal(k_mom, state.position.shape, jnp.float32), jnp.sqrt(h))
+        # no momentum in the k = 0 mode and an infinite mass there: the grid's mean κ stays at 0
+        p0 = fourier_apply(jax.random.normal(k_mom, state.position.shape, jnp.float32), jnp.sqrt(h).at[0, 0].set(0.0))
+        h_inv = inverse_precision(h)
 
         def inv_mass(p):
-            return fourier_apply(p, 1.0 / h)
+            return fourier_apply(p, h_inv)
 
         kin0 = 0.5 * jnp.sum(p0 * inv_mass(p0))
         x1, p1, ll1, g1, s1, dlp, taken = leapfrog(state.position, p0, state.log_likelihood, state.likelihood_grad,
@@ -264,8 +276,12 @@ def run_level(algorithm: SamplingAlgorithm, key: jax.Array, state: HMCState, sig
 
 
 def denoise(state: HMCState) -> jnp.ndarray:
-    """Tweedie's formula E[κ | κ_σ] = κ_σ + σ² s(κ_σ, σ), from the cached score (no new evaluation)."""
-    return state.position + state.sigma**2 * state.prior_score
+    """Tweedie's formula E[κ | κ_σ] = κ_σ + σ² s(κ_σ, σ), from the cached score (no new evaluation).
+
+    The score's mean is left out, so the grid's mean κ stays at 0 (see :func:`inverse_precision`).
+    """
+    score = state.prior_score - jnp.mean(state.prior_score)
+    return state.position + state.sigma**2 * score
 
 
 def initial_log_step_size(n_pixels: int, step_size: float | None = None) -> float:

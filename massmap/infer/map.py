@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from massmap.infer.annealed import fourier_apply
+from massmap.infer.annealed import fourier_apply, inverse_precision
 
 REL_TOL = 1e-5  # a step may lower log π_σ by at most this fraction of (1 + |log L_σ|) (float32 rounding)
 BACKTRACK = 0.5  # step-scale factor after a rejected step
@@ -68,7 +68,7 @@ def build_map(logl_and_grad: Callable, score: Callable, precision: Callable,
 
     def step(state: MAPState, sigma) -> tuple[MAPState, MAPInfo]:
         x0 = state.position
-        direction = fourier_apply(state.likelihood_grad + state.prior_score, 1.0 / precision(sigma))
+        direction = fourier_apply(state.likelihood_grad + state.prior_score, inverse_precision(precision(sigma)))
         updates, opt_state = optimizer.update(-direction, state.opt_state, x0)
         x1 = optax.apply_updates(x0, jax.tree_util.tree_map(lambda u: state.step_scale * u, updates))
         ll1, g1 = logl_and_grad(x1, sigma)
