@@ -1,7 +1,8 @@
 """Posterior quality with a learned prior on held-out simulated fields, against Wiener and Kaiser-Squires.
 
     python benchmarks/validate_posterior.py [--prior PRIOR.h5|gaussian] [--fields 4] [--n-samples 64]
-                                            [--chains 8] [--seed 1000] [--out benchmarks/results/posterior]
+                                            [--chains C] [--seed 1000] [--npix N] [--pad P]
+                                            [--out benchmarks/results/posterior]
                                             [--set posterior.KEY=VALUE ...]
 
 Runs the user-facing pipeline, in one process, on ``--fields`` fields drawn from the demo's
@@ -50,17 +51,25 @@ def coverage_at(cal: dict, level: float) -> float:
     return float(cal["coverage"][i]) if abs(levels[i] - level) < 1e-6 else float("nan")
 
 
+def size_overrides(npix: int | None, pad: int | None) -> list[str]:
+    """--set options for another field size / padding than the demo's (every stage sees the same)."""
+    sets = [f"simulate.npix={npix}", f"grid.npix={npix}"] if npix else []
+    sets += [f"pad={pad}"] if pad is not None else []
+    return [a for kv in sets for a in ("--set", kv)]
+
+
 def run_field(out: Path, maps: Path, index: int, seed: int, prior: str, n_samples: int, chains: int,
-              overrides: list[str]) -> dict:
+              overrides: list[str], size: list[str]) -> dict:
     d = out / f"field{index:02d}"
     d.mkdir(parents=True, exist_ok=True)
-    common = ["--config", str(CONFIG), "--set", f"seed={seed + index}", "--overwrite"]
+    common = ["--config", str(CONFIG), "--set", f"seed={seed + index}", "--overwrite", *size]
     massmap("mock-catalog", str(maps), "--index", str(index), "-o", str(d / "catalog.fits"),
             "--truth-out", str(d / "truth.fits"), *common)
     t0 = time.perf_counter()
     massmap("reconstruct", str(d / "catalog.fits"), "-o", str(d / "recon.fits"), "--method", "all",
-            "--prior", prior, "--n-samples", str(n_samples), "--chains", str(chains), "--quiet", "--no-plot",
-            *common, "--set", f"posterior.chunk={chains}", *[a for kv in overrides for a in ("--set", kv)])
+            "--prior", prior, "--n-samples", str(n_samples), *(["--chains", str(chains)] if chains else []),
+            "--quiet", "--no-plot", *common, "--set", f"posterior.chunk={min(chains or n_samples, 64)}",
+            *[a for kv in overrides for a in ("--set", kv)])
     wall = time.perf_counter() - t0
     massmap("summarize", str(d / "recon.fits"), "--truth", str(d / "truth.fits"), "-o", str(d / "summary"),
             "--quiet", *common)
@@ -91,8 +100,11 @@ def main() -> int:
     ap.add_argument("--prior", default=str(ROOT / "massmap" / "data" / "priors" / "default.h5"))
     ap.add_argument("--fields", type=int, default=4)
     ap.add_argument("--n-samples", type=int, default=64)
-    ap.add_argument("--chains", type=int, default=8)
+    ap.add_argument("--chains", type=int, default=None,
+                    help="chains (default: massmap's, one draw per chain for a learned prior)")
     ap.add_argument("--seed", type=int, default=1000, help="simulation seed of the held-out fields")
+    ap.add_argument("--npix", type=int, default=None, help="field side in pixels (default: the demo's 128)")
+    ap.add_argument("--pad", type=int, default=None, help="padding in pixels (default: the demo's 32)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "posterior"))
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for reconstruct (e.g. posterior.thin=3); repeatable")
@@ -100,11 +112,13 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     maps = out / "fields.h5"
+    size = size_overrides(args.npix, args.pad)
     massmap("simulate", "-o", str(maps), "--config", str(CONFIG), "--set", f"seed={args.seed}",
-            "--set", f"simulate.n_maps={args.fields}", "--overwrite", "--quiet")
+            "--set", f"simulate.n_maps={args.fields}", "--overwrite", "--quiet", *size)
     rows = []
     for i in range(args.fields):
-        rows.append(run_field(out, maps, i, args.seed, args.prior, args.n_samples, args.chains, args.overrides))
+        rows.append(run_field(out, maps, i, args.seed, args.prior, args.n_samples, args.chains, args.overrides,
+                              size))
         print(json.dumps(rows[-1]), flush=True)
 
     import jax
@@ -112,8 +126,8 @@ def main() -> int:
     cols = [c for c in ("ks_rmse", "wiener_rmse", "posterior_rmse", "map_rmse", "ks_r", "wiener_r", "posterior_r",
                         "map_r", "cov68", "cov95", "rhat_max", "ess_min", "evals_per_sample",
                         "reconstruct_wall_s") if c in rows[0]]
-    print(f"\nprior {args.prior} {' '.join(args.overrides)}; {args.fields} held-out fields (seed {args.seed}), {args.n_samples} samples from "
-          f"{args.chains} chains; {jax.devices()[0].device_kind}, {platform.processor() or platform.machine()}\n")
+    print(f"\nprior {args.prior} {' '.join(args.overrides)}; {args.fields} held-out {args.npix or 128}² fields (pad {args.pad if args.pad is not None else 32}, seed {args.seed}), {args.n_samples} samples from "
+          f"{args.chains or 'default'} chains; {jax.devices()[0].device_kind}, {platform.processor() or platform.machine()}\n")
     print("| field | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for r in rows:
@@ -127,7 +141,7 @@ def main() -> int:
         better = [r["posterior_r"] > r["wiener_r"] and r["posterior_rmse"] < r["wiener_rmse"] for r in rows]
         print(f"\nposterior mean beats Wiener (higher r and lower RMSE) on {sum(better)} of {len(rows)} fields")
     (out / "validate_posterior.json").write_text(json.dumps(
-        dict(prior=args.prior, overrides=args.overrides, fields=args.fields, seed=args.seed, n_samples=args.n_samples, chains=args.chains,
+        dict(prior=args.prior, overrides=args.overrides, fields=args.fields, npix=args.npix, pad=args.pad, seed=args.seed, n_samples=args.n_samples, chains=args.chains,
              device=jax.devices()[0].device_kind, rows=rows, summary=summary), indent=1))
     return 0
 

@@ -20,7 +20,7 @@ from massmap.infer.likelihood import (data_weight, log_likelihood, log_likelihoo
 from massmap.io.output import InputError
 from massmap.ops.shear import kappa_to_shear, pad_map, shear_to_kappa
 from massmap.ops.spectra import cl_on_grid, gaussian_random_field, mode_variance
-from massmap.pipeline.posterior import SamplingError, posterior_maps
+from massmap.pipeline.posterior import SamplingError, posterior_maps, resolve_chains
 from massmap.prior.gaussian import gaussian_score
 
 loglike = jax.jit(log_likelihood, static_argnums=3)
@@ -438,6 +438,19 @@ def test_grid_mean_stays_zero_with_a_learned_prior():
     assert res["KAPPA_SAMPLES"].std() > 1e-3  # the other modes do move
 
 
+def test_default_chains_one_draw_each_for_a_learned_prior():
+    # chains: null → every sample of a learned prior comes from its own annealing run; the Gaussian prior
+    # keeps 10 chains sharing theirs (fewer when fewer samples are asked for)
+    assert resolve_chains(config(n_samples=7).posterior, FakePrior()) == 7
+    assert resolve_chains(config(n_samples=50).posterior, None) == 10
+    assert resolve_chains(config(n_samples=4).posterior, None) == 4
+    assert resolve_chains(config(n_samples=50, chains=5).posterior, FakePrior()) == 5
+    res = posterior_maps(*small_data(seed=3), PIX, 0, config(n_samples=3, chunk=3), jax.random.PRNGKey(0),
+                         mode_var_fn, prior=FakePrior(), progress=False)
+    d = res["DIAGNOSTICS"]
+    assert (d["N_CHAINS"], d["DRAWS_PER_CHAIN"], len(res["KAPPA_SAMPLES"])) == (3, 1, 3)
+
+
 # --------------------------------------------------------------------------- bad inputs
 
 def test_bad_inputs():
@@ -446,6 +459,8 @@ def test_bad_inputs():
     key = jax.random.PRNGKey(0)
     with pytest.raises(ConfigError, match="posterior.n_samples"):
         load_config(overrides=["posterior.n_samples=0"])
+    with pytest.raises(ConfigError, match="posterior.chains"):
+        load_config(overrides=["posterior.chains=0"])
     with pytest.raises(ConfigError, match="posterior.target_accept"):
         load_config(overrides=["posterior.target_accept=1.5"])
     with pytest.raises(ConfigError, match="posterior.sigma_min"):

@@ -22,7 +22,8 @@ class PosteriorConfig:
     prior: Optional[str] = None  # 'gaussian', a prior file, or null = massmap/data/priors/default.h5 if shipped
     # --- what to draw ---
     n_samples: int = 100  # posterior samples returned
-    chains: int = 10  # independent chains; each gives ceil(n_samples / chains) draws
+    chains: Optional[int] = None  # independent chains, each giving ceil(n_samples / chains) draws; null: one
+    # draw per chain (chains = n_samples) for a learned prior, 10 for the Gaussian prior
     chunk: int = 10  # chains run at once (vmapped); bounds memory
     # --- annealing schedule: geometric from sigma_max down to sigma_min ---
     sigma_max: Optional[float] = None  # null: the learned prior's sigma_max; Gaussian prior: 2 × prior κ rms
@@ -49,7 +50,9 @@ class PosteriorConfig:
     map_momentum: float = 0.9  # Nesterov momentum of optax.sgd
 
     def __post_init__(self):
-        for name in ("n_samples", "chains", "chunk", "n_levels", "steps_per_level", "thin",
+        if self.chains is not None and self.chains < 1:
+            raise _err("chains", f"must be >= 1 or null, got {self.chains}")
+        for name in ("n_samples", "chunk", "n_levels", "steps_per_level", "thin",
                      "max_leapfrog_steps", "map_steps_per_level"):
             if getattr(self, name) < 1:
                 raise _err(name, f"must be >= 1, got {getattr(self, name)}")

@@ -8,6 +8,7 @@ loaded prior (or None for the analytic Gaussian prior). See docs/posterior.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from pathlib import Path
@@ -34,6 +35,7 @@ DEFAULT_PRIOR = Path(__file__).resolve().parent.parent / "data" / "priors" / "de
 PIXEL_RTOL = 1e-3  # a learned prior's pixel scale must match the grid's to this relative tolerance
 GAUSSIAN_SIGMA_MIN = 1e-3  # default σ_min for the Gaussian prior (κ units)
 LEARNED_SIGMA_MIN_FRACTION = 0.1  # default σ_min for a learned prior, in units of its training κ std
+GAUSSIAN_CHAINS = 10  # default number of chains for the Gaussian prior (a learned prior: one per sample)
 PROBE_KEY = 2**31 - 1  # fold_in(key, PROBE_KEY) probes a learned prior's spectrum; chain c uses fold_in(key, c)
 
 
@@ -125,6 +127,17 @@ def _sigma_range(pc, prior, mode_var: np.ndarray) -> tuple[float, float]:
     if not lo < hi:
         raise ConfigError(f"config key 'posterior.sigma_min' ({lo:g}) must be below posterior.sigma_max ({hi:g})")
     return float(hi), float(lo)
+
+
+def resolve_chains(pc, prior) -> int:
+    """``posterior.chains``, or its default: one draw per chain for a learned prior, else GAUSSIAN_CHAINS.
+
+    With a learned prior a chain mixes slowly at σ_min (docs/posterior.md), so every sample gets its own
+    annealing run from σ_max; the Gaussian prior's chains mix fast and share the annealing cost.
+    """
+    if pc.chains is not None:
+        return int(pc.chains)
+    return int(pc.n_samples) if prior is not None else min(GAUSSIAN_CHAINS, int(pc.n_samples))
 
 
 def _validate(g1, g2, noise_std, mask, pad, methods, pc) -> tuple[np.ndarray, ...]:
@@ -389,6 +402,7 @@ def posterior_maps(g1, g2, noise_std, mask, pixel_size_arcmin: float, pad: int, 
                          f"got shape {mode_var.shape}")
     if prior is not None:
         check_prior_grid(prior, ny_pad, nx_pad, float(pixel_size_arcmin))
+    pc = dataclasses.replace(pc, chains=resolve_chains(pc, prior))
     sigma_max, sigma_min = _sigma_range(pc, prior, mode_var)
     schedule = sigma_schedule(sigma_max, sigma_min, pc.n_levels)
     prior_ref = None if prior is None else _ById(prior)
