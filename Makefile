@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(MM) mock-catalog $(DEMO)/maps.h5 --index 0 -o $(DEMO)/catalog.fits --truth-out $(DEMO)/truth.fits \
 	    --config configs/demo.yaml --overwrite
 	$(MM) reconstruct $(DEMO)/catalog.fits -o $(DEMO)/recon.fits --config configs/demo.yaml --overwrite \
-	    --method all --prior gaussian
+	    --method all
 	$(MM) summarize $(DEMO)/recon.fits --truth $(DEMO)/truth.fits -o $(DEMO)/summary --config configs/demo.yaml \
 	    --overwrite
 	@echo "demo done: maps in $(DEMO)/recon.fits; report $(DEMO)/summary/report.html"

@@ -10,6 +10,7 @@
 #   quality     benchmarks/validate_posterior.py with each prior in $PRIORS (default: the shipped one) and
 #               the reconstruct overrides in $QUALITY_SET (e.g. "posterior.thin=3"); $QUALITY_SAMPLES
 #               samples (64) from $QUALITY_CHAINS chains (default: massmap's, one draw per chain for a learned prior)
+#               on $QUALITY_NPIX² fields (128) with padding $QUALITY_PAD (32)
 #   pm          benchmarks/validate_pm.py maps for seeds $PM_FIRST.. (until its time limit); the maps are
 #               packed into OUTDIR/pm_maps_*.npz (run `validate_pm.py cl` where pyccl is installed)
 #   train       simulate configs/prior-default.yaml's training maps and train a prior with it and the
@@ -56,7 +57,8 @@ for p in $PARTS; do
         for prior in $PRIORS; do
             name=quality_$(basename "$prior" .h5)
             part "$name" "${QUALITY_LIMIT:-110}" python3 benchmarks/validate_posterior.py --prior "$prior" \
-                --fields "$QUALITY_FIELDS" --n-samples "${QUALITY_SAMPLES:-64}" ${QUALITY_CHAINS:+--chains "$QUALITY_CHAINS"} --out "/tmp/massmap_quality/$name" "${qsets[@]}"
+                --fields "$QUALITY_FIELDS" --n-samples "${QUALITY_SAMPLES:-64}" ${QUALITY_CHAINS:+--chains "$QUALITY_CHAINS"} \
+                --npix "${QUALITY_NPIX:-128}" --pad "${QUALITY_PAD:-32}" --out "/tmp/massmap_quality/$name" "${qsets[@]}"
         done ;;
     pm)
         part pm_maps "${PM_LIMIT:-100}" python3 benchmarks/validate_pm.py maps --first "$PM_FIRST" --count 200

@@ -6,8 +6,8 @@
                                             [--set posterior.KEY=VALUE ...]
 
 Runs the user-facing pipeline, in one process, on ``--fields`` fields drawn from the demo's
-distribution (configs/demo.yaml: shifted-lognormal κ, 128² pixels of 1′, 30 galaxies/arcmin²,
-σ_e = 0.26, pad 32), with a simulation seed (``--seed``) different from the one that made the prior's
+distribution (configs/demo.yaml: shifted-lognormal κ, 64² pixels of 1′, 30 galaxies/arcmin²,
+σ_e = 0.26, pad 16; ``--npix``/``--pad`` change the size), with a simulation seed (``--seed``) different from the one that made the prior's
 training maps (configs/prior-default.yaml, seed 2024), so the fields are held out:
 
     massmap simulate → mock-catalog --index i → reconstruct --method all --prior P → summarize --truth
@@ -103,8 +103,8 @@ def main() -> int:
     ap.add_argument("--chains", type=int, default=None,
                     help="chains (default: massmap's, one draw per chain for a learned prior)")
     ap.add_argument("--seed", type=int, default=1000, help="simulation seed of the held-out fields")
-    ap.add_argument("--npix", type=int, default=None, help="field side in pixels (default: the demo's 128)")
-    ap.add_argument("--pad", type=int, default=None, help="padding in pixels (default: the demo's 32)")
+    ap.add_argument("--npix", type=int, default=None, help="field side in pixels (default: the demo's)")
+    ap.add_argument("--pad", type=int, default=None, help="padding in pixels (default: the demo's)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "posterior"))
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for reconstruct (e.g. posterior.thin=3); repeatable")
@@ -126,7 +126,7 @@ def main() -> int:
     cols = [c for c in ("ks_rmse", "wiener_rmse", "posterior_rmse", "map_rmse", "ks_r", "wiener_r", "posterior_r",
                         "map_r", "cov68", "cov95", "rhat_max", "ess_min", "evals_per_sample",
                         "reconstruct_wall_s") if c in rows[0]]
-    print(f"\nprior {args.prior} {' '.join(args.overrides)}; {args.fields} held-out {args.npix or 128}² fields (pad {args.pad if args.pad is not None else 32}, seed {args.seed}), {args.n_samples} samples from "
+    print(f"\nprior {args.prior} {' '.join(args.overrides)}; {args.fields} held-out fields ({args.npix or 'demo'} pixels a side, pad {args.pad if args.pad is not None else 'demo'}, seed {args.seed}), {args.n_samples} samples from "
           f"{args.chains or 'default'} chains; {jax.devices()[0].device_kind}, {platform.processor() or platform.machine()}\n")
     print("| field | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
