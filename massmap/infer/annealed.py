@@ -13,7 +13,8 @@ E[κ | κ_σ] = κ_σ + σ² s(κ_σ, σ).
 Preconditioning: the mass matrix is diagonal in Fourier space, M = F⁻¹ diag(h) F with the
 Gaussian-limit curvature of −log π_σ per mode,
 
-    h_k(σ) = 1 / (s_k + σ²) + w̄(σ)  (k ≠ 0),     h_0 = 1 / σ²,
+    h_k(σ) = 1 / (s_k + σ²) + w̄(σ)  (k ≠ 0; the k = 0 mode, the grid mean, is held at 0:
+    :func:`without_mean_mode`),
 
 s_k the Gaussian prior's mode variance (for a learned prior, the effective one measured from its
 score by :func:`probe_mode_variance`) and w̄ the mean data weight (likelihood.mean_weight). For the
@@ -83,14 +84,20 @@ def fourier_apply(x: jnp.ndarray, diag: jnp.ndarray) -> jnp.ndarray:
     return jnp.fft.ifft2(jnp.fft.fft2(x) * diag).real.astype(x.dtype)
 
 
-def inverse_precision(h: jnp.ndarray) -> jnp.ndarray:
-    """1/h_k with the k = 0 entry set to 0: moves along 1/h never change the mean κ of the grid.
+def without_mean_mode(diag: jnp.ndarray) -> jnp.ndarray:
+    """A Fourier diagonal with its k = 0 entry set to 0: applied to a map, it leaves the grid mean at 0.
 
     The shear is blind to a constant κ (the mass-sheet degeneracy): the data say nothing about the mean
     of the padded grid, which the Gaussian prior fixes at 0 (s_0 = 0) and a learned prior trained on
-    small patches does not know. Like KS and Wiener, sampler and MAP keep it at 0.
+    small patches does not know. Like KS and Wiener, sampler and MAP keep it at 0: the initial draws,
+    the momenta and the moves (inverse mass, MAP direction) all go through this.
     """
-    return (1.0 / h).at[0, 0].set(0.0)
+    return diag.at[0, 0].set(0.0)
+
+
+def inverse_precision(h: jnp.ndarray) -> jnp.ndarray:
+    """1/h_k without the k = 0 mode (an infinite mass there): moves never change the grid mean."""
+    return without_mean_mode(1.0 / h)
 
 
 def fourier_precision(mode_var: jnp.ndarray, weight, sigma) -> jnp.ndarray:
@@ -160,7 +167,7 @@ def probe_mode_variance(score: Callable, key: jax.Array, shape: tuple[int, int],
 def init_position(key: jax.Array, mode_var: jnp.ndarray, sigma) -> jnp.ndarray:
     """A draw of the σ-smoothed Gaussian prior N(0, S + σ²) on the grid of ``mode_var``, with zero mean."""
     white = jax.random.normal(key, mode_var.shape, jnp.float32)
-    return fourier_apply(white, jnp.sqrt(mode_var + jnp.asarray(sigma, jnp.float32) ** 2).at[0, 0].set(0.0))
+    return fourier_apply(white, without_mean_mode(jnp.sqrt(mode_var + jnp.asarray(sigma, jnp.float32) ** 2)))
 
 
 def leapfrog(x, p, ll, g, s, step_size, n_steps, sigma, logl_and_grad: Callable, score: Callable,
@@ -218,7 +225,7 @@ def annealed_hmc(logl_and_grad: Callable, score: Callable, precision: Callable, 
             n = jnp.asarray(leapfrog_steps, jnp.int32)
             eps_used = eps * jitter
         # no momentum in the k = 0 mode and an infinite mass there: the grid's mean κ stays at 0
-        p0 = fourier_apply(jax.random.normal(k_mom, state.position.shape, jnp.float32), jnp.sqrt(h).at[0, 0].set(0.0))
+        p0 = fourier_apply(jax.random.normal(k_mom, state.position.shape, jnp.float32), without_mean_mode(jnp.sqrt(h)))
         h_inv = inverse_precision(h)
 
         def inv_mass(p):
@@ -278,7 +285,7 @@ def run_level(algorithm: SamplingAlgorithm, key: jax.Array, state: HMCState, sig
 def denoise(state: HMCState) -> jnp.ndarray:
     """Tweedie's formula E[κ | κ_σ] = κ_σ + σ² s(κ_σ, σ), from the cached score (no new evaluation).
 
-    The score's mean is left out, so the grid's mean κ stays at 0 (see :func:`inverse_precision`).
+    The score's mean is left out, so the grid's mean κ stays at 0 (see :func:`without_mean_mode`).
     """
     score = state.prior_score - jnp.mean(state.prior_score)
     return state.position + state.sigma**2 * score
