@@ -16,8 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 
-class ConfigError(ValueError):
-    """A configuration problem; the message is one line naming the key."""
+from massmap.errors import ConfigError  # noqa: E402  (re-exported: massmap.config.ConfigError)
 
 
 def _is_dataclass_type(tp: Any) -> bool:

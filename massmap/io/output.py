@@ -12,8 +12,7 @@ from massmap import __version__
 from massmap.config.core import dump_yaml, to_dict
 
 
-class InputError(ValueError):
-    """Bad user input (file, column, value); the message is one line naming the culprit."""
+from massmap.errors import InputError  # noqa: E402  (re-exported: massmap.io.output.InputError)
 
 
 def check_output(path: str | Path, overwrite: bool) -> Path:
