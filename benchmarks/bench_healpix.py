@@ -7,7 +7,7 @@ The catalog (uniform over a 5000 deg² spherical cap, the size of DES; shape noi
 plus the shear of a positive Gaussian κ blob at the cap centre) is made in memory; ``--fits`` also
 writes it to a temporary FITS file and times :func:`massmap.io.catalog.read_catalog` on it. Steps:
 
-- bin: :func:`massmap.sphere.binning.bin_shear_healpix` (calibrated shear, noise, mask, counts);
+- bin: :func:`massmap.binning.bin_shear_healpix` (calibrated shear, noise, mask, counts);
 - KS: :func:`massmap.sphere.harmonic.kaiser_squires_sphere` at ℓ_max = 3 nside − 1 with the
   configured Jacobi iterations (each iteration adds one spin-2 synthesis and one analysis);
 - write: the healpy-format file of :func:`massmap.io.healpix.write_healpix_maps` (full sky).
@@ -62,7 +62,7 @@ def measure(rows: list, name: str, fn, *args, **kwargs):
 
 def make_catalog(n_gal: int, rng: np.random.Generator):
     """Positions uniform in a cap of AREA_DEG2 around (RA, Dec) = (30, −40); noisy tangential shear."""
-    from massmap.io.catalog import ShearCatalog
+    from massmap.binning import ShearCatalog
 
     ra0, dec0 = 30.0, -40.0
     cos_r = 1.0 - AREA_DEG2 * (np.pi / 180.0) ** 2 / (2.0 * np.pi)  # cap of solid angle 2π(1 − cos r)
@@ -103,7 +103,7 @@ def main() -> None:
     from massmap.io.catalog import read_catalog
     from massmap.io.healpix import write_healpix_maps
     from massmap.io.output import provenance
-    from massmap.sphere.binning import bin_shear_healpix
+    from massmap.binning import bin_shear_healpix
     from massmap.sphere.harmonic import kaiser_squires_sphere
 
     n_gal, nside = int(args.n_gal), args.nside

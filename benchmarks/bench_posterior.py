@@ -38,27 +38,19 @@ PIX = 1.0
 SIGMA_E, N_GAL = 0.26, 30.0
 
 
-
-
-
-
 def worker(n: int, chains: int, draws: int, prior_path: str | None = None) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from massmap.config import load_config
-    from massmap.cosmology import kappa_cl
+    import massmap
     from massmap.infer.diagnostics import effective_sample_size
     from massmap.ops.shear import kappa_to_shear, shear_to_kappa
-    from massmap.ops.spectra import cl_on_grid, ell_grid, gaussian_random_field, mode_variance
-    from massmap.pipeline.posterior import posterior_maps
+    from massmap.ops.spectra import cl_on_grid, ell_grid, gaussian_random_field
 
-    base = load_config()
+    base = massmap.load_config()
     ell = np.geomspace(1.0, 1.5 * ell_grid(n, n, PIX).max(), 200)
-    cl = kappa_cl(base.cosmology, base.sources, ell)
-
-    def mode_var_fn(ny, nx):
-        return mode_variance(cl_on_grid(ell, cl, ny, nx, PIX), PIX).astype(np.float32)
+    cl = massmap.kappa_cl(base.cosmology, base.sources, ell)
+    gaussian = massmap.GaussianPrior(ell, cl, PIX, "jax-cosmo Limber halofit")
 
     sigma_n = SIGMA_E / np.sqrt(N_GAL * PIX**2)
     kappa = gaussian_random_field(jax.random.PRNGKey(0), cl_on_grid(ell, cl, n, n, PIX), PIX)
@@ -66,43 +58,43 @@ def worker(n: int, chains: int, draws: int, prior_path: str | None = None) -> di
     rng = np.random.default_rng(0)
     g1 = g1 + sigma_n * rng.normal(size=g1.shape)
     g2 = g2 + sigma_n * rng.normal(size=g2.shape)
-    noise, mask = np.full((n, n), sigma_n), np.ones((n, n))
-    s = mode_var_fn(n, n).astype(np.float64)
+    shear = massmap.BinnedShear(massmap.FlatGrid(0.0, 0.0, PIX, n, n), g1, g2, np.full((n, n), sigma_n),
+                                np.ones((n, n)))
+    s = gaussian.mode_variance(n, n).astype(np.float64)
     ke = np.asarray(shear_to_kappa(jnp.asarray(g1), jnp.asarray(g2))[0], np.float64)
     wiener = np.fft.ifft2(np.fft.fft2(ke) * s / (s + sigma_n**2)).real
     std_exact = np.sqrt(np.mean(s * sigma_n**2 / (s + sigma_n**2)))
 
-    def cfg(n_samples):
-        return load_config(overrides=[f"posterior.n_samples={n_samples}", f"posterior.chains={chains}",
-                                      f"posterior.chunk={chains}"])
+    def settings(n_samples):
+        return massmap.load_config(overrides=[f"posterior.n_samples={n_samples}", f"posterior.chains={chains}",
+                                              f"posterior.chunk={chains}"]).posterior
 
-    prior = None
-    if prior_path:
-        from massmap.io.priors import load_prior
+    prior = massmap.load_prior(prior_path) if prior_path else gaussian
 
-        prior = load_prior(prior_path)
-    args = (g1, g2, noise, mask, PIX, 0)
+    def run(n_samples, seed):
+        out = massmap.posterior_maps(shear, settings(n_samples), 0, jax.random.PRNGKey(seed), prior,
+                                     reference=gaussian, progress=False)
+        return out.posterior
+
     t0 = time.perf_counter()
-    posterior_maps(*args, cfg(chains), jax.random.PRNGKey(1), mode_var_fn, prior=prior, progress=False)
+    run(chains, 1)
     warm = time.perf_counter() - t0
     rss0 = status_kb("VmRSS")
     ok = reset_peak_rss()
     t0 = time.perf_counter()
-    res = posterior_maps(*args, cfg(chains * draws), jax.random.PRNGKey(2), mode_var_fn, prior=prior,
-                         progress=False)
+    res = run(chains * draws, 2)
     wall = time.perf_counter() - t0
     peak_mb = (status_kb("VmHWM") - rss0) / 1024.0 if ok else None
-    samples = res["KAPPA_SAMPLES"]
-    d = res["DIAGNOSTICS"]
+    samples, d = res.samples, res.info
     ess_pix = np.asarray(effective_sample_size(samples.reshape((chains, draws) + samples.shape[1:])))
-    ess_summary = min(d[f"ESS_{k}"] for k in ("VARIANCE", "CENTRE_MEAN", "PEAK"))
-    total = d["N_SCORE_EVALS"]
-    z2 = float(np.mean(((res["KAPPA_MEAN"] - wiener) / (std_exact / np.sqrt(ess_pix))) ** 2))
-    std = res["KAPPA_STD"]
-    exact = prior is None  # a learned prior's posterior is not the Gaussian one: no exact answer to compare
+    ess_summary = min(d.ess.values())
+    total = d.n_score_evals
+    z2 = float(np.mean(((res.mean - wiener) / (std_exact / np.sqrt(ess_pix))) ** 2))
+    std = res.std
+    exact = prior is gaussian  # a learned prior's posterior is not the Gaussian one: no exact answer to compare
     return {
         "n": n, "chains": chains, "draws": draws, "samples": len(samples), "warmup_s": warm, "wall_s": wall,
-        "device": jax.devices()[0].device_kind, "peak_mb": peak_mb, "evals_per_sample": res["n_score_evals"],
+        "device": jax.devices()[0].device_kind, "peak_mb": peak_mb, "evals_per_sample": res.score_evals_per_sample,
         "total_evals": total,
         "ess_pixel_median": float(np.median(ess_pix)), "ess_summary_min": float(ess_summary),
         "evals_per_ess_pixel": total / float(np.median(ess_pix)), "evals_per_ess_summary": total / ess_summary,
@@ -110,8 +102,7 @@ def worker(n: int, chains: int, draws: int, prior_path: str | None = None) -> di
         "std_ratio": float(np.sqrt(np.mean(std**2)) / std_exact) if exact else float("nan"),
         "frac_std_10pct": float(np.mean(np.abs(std / std_exact - 1) < 0.1)) if exact else float("nan"),
         "mean_z2": z2 if exact else float("nan"),
-        "acceptance": d["ACCEPTANCE_DRAWS"], "step_size": d["STEP_SIZE_DRAWS"],
-        "rhat_max": max(d[f"RHAT_{k}"] for k in ("VARIANCE", "CENTRE_MEAN", "PEAK")),
+        "acceptance": d.acceptance_draws, "step_size": d.step_size_draws, "rhat_max": d.rhat_max,
     }
 
 

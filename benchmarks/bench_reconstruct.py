@@ -144,7 +144,7 @@ def wiener_masked_inputs(n: int, cl_path: str):
 def synthetic_catalog(n_gal: int = N_GAL, npix: int = BIN_NPIX, seed: int = 4):
     """A ShearCatalog of ``n_gal`` galaxies spread uniformly over an npix² grid of 1' pixels."""
     from massmap.geometry import FlatGrid
-    from massmap.io.catalog import ShearCatalog
+    from massmap.binning import ShearCatalog
 
     grid = FlatGrid(CENTER[0], CENTER[1], PIX_ARCMIN, npix, npix)
     rng = np.random.default_rng(seed)
@@ -227,7 +227,7 @@ def case_wiener_cg(n, cl_path):
 
 
 def case_bin_massmap(n, cl_path):
-    from massmap.io.catalog import bin_shear
+    from massmap.binning import bin_shear
 
     cat, grid = synthetic_catalog(npix=n)
     return (lambda: bin_shear(cat, grid, SIGMA_E)), {"n_gal": cat.n}
@@ -369,7 +369,7 @@ def check_ks(n: int) -> dict:
 def check_binning() -> dict:
     from lenspack.utils import bin2d
 
-    from massmap.io.catalog import bin_shear
+    from massmap.binning import bin_shear
 
     cat, grid = synthetic_catalog()
     ours = bin_shear(cat, grid, SIGMA_E)

@@ -11,8 +11,7 @@ import numpy as np
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from massmap.config.schema import GridConfig
-from massmap.io.output import InputError
+from massmap.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -69,29 +68,32 @@ def grid_from_wcs(wcs: WCS, shape: tuple[int, int]) -> FlatGrid:
     return grid
 
 
-def _circular_mean_deg(angles: np.ndarray) -> float:
+def circular_mean_deg(angles: np.ndarray) -> float:
+    """Mean direction of angles in degrees, in [0, 360) (fields across RA = 0/360 work)."""
     a = np.deg2rad(angles)
     return float(np.rad2deg(np.arctan2(np.mean(np.sin(a)), np.mean(np.cos(a)))) % 360.0)
 
 
-def grid_from_catalog(ra: np.ndarray, dec: np.ndarray, cfg: GridConfig) -> FlatGrid:
-    """The grid of the config, with the centre and size derived from the catalog where not given.
+def grid_from_catalog(ra: np.ndarray, dec: np.ndarray, pixel_size_arcmin: float,
+                      center: tuple[float, float] | None = None, npix: int | None = None) -> FlatGrid:
+    """A square grid of ``pixel_size_arcmin`` pixels, with the centre and size derived from the galaxies
+    where not given.
 
-    The centre is the middle of the catalog's RA/Dec extent (RA taken relative to its circular mean,
-    so fields across RA = 0/360 work); npix just covers every galaxy.
+    ``center`` None: the middle of the catalog's RA/Dec extent (RA taken relative to its circular mean,
+    so fields across RA = 0/360 work); ``npix`` None: just covers every galaxy (an even number).
     """
-    if cfg.center is not None:
-        ra0, dec0 = float(cfg.center[0]) % 360.0, float(cfg.center[1])
+    if center is not None:
+        ra0, dec0 = float(center[0]) % 360.0, float(center[1])
     else:
-        mean = _circular_mean_deg(ra)
+        mean = circular_mean_deg(ra)
         dra = (np.asarray(ra) - mean + 180.0) % 360.0 - 180.0
         ra0 = (mean + 0.5 * (dra.min() + dra.max())) % 360.0
         dec0 = 0.5 * (float(np.min(dec)) + float(np.max(dec)))
-    if cfg.npix is not None:
-        return FlatGrid(ra0, dec0, cfg.pixel_size_arcmin, cfg.npix, cfg.npix)
-    probe = FlatGrid(ra0, dec0, cfg.pixel_size_arcmin, 1, 1)
+    if npix is not None:
+        return FlatGrid(ra0, dec0, pixel_size_arcmin, npix, npix)
+    probe = FlatGrid(ra0, dec0, pixel_size_arcmin, 1, 1)
     x, y = probe.world_to_pixel(ra, dec)
     half = float(np.max(np.abs(np.concatenate([x, y]))))
     npix = int(np.ceil(2 * half + 1.0))
     npix += npix % 2  # even sizes keep the centre on a pixel corner, as in FFT-friendly grids
-    return FlatGrid(ra0, dec0, cfg.pixel_size_arcmin, npix, npix)
+    return FlatGrid(ra0, dec0, pixel_size_arcmin, npix, npix)

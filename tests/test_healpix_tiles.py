@@ -12,12 +12,12 @@ from click.testing import CliRunner
 
 from massmap.cli import main
 from massmap.config import ConfigError, load_config
-from massmap.io.catalog import ShearCatalog, bin_shear
+from massmap.binning import ShearCatalog, bin_shear
 from massmap.io.healpix import read_healpix_maps
 from massmap.ops.shear import kaiser_squires
 from massmap.pipeline.posterior import DEFAULT_PRIOR
 from massmap.pipeline.reconstruct_healpix import run_reconstruct_healpix
-from massmap.sphere.binning import bin_shear_healpix
+from massmap.binning import bin_shear_healpix
 from massmap.sphere.harmonic import kappa_to_shear, kaiser_squires_sphere
 from massmap.sphere.tiling import (local_west_angle, mosaic_add, mosaic_average, mosaic_init, oversampling,
                                    plane_coords, rotate_spin2, sample_tile_maps, taper_weight, tile_catalog,

@@ -12,16 +12,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from massmap.binning import BinnedShear
 from massmap.config import ConfigError, load_config
-from massmap.infer.annealed import fourier_apply, fourier_precision, leapfrog, probe_mode_variance
+from massmap.config.posterior import resolve_chains
+from massmap.errors import SamplingError
+from massmap.geometry import FlatGrid
+from massmap.infer.annealed import leapfrog
+from massmap.infer.preconditioner import fourier_apply, fourier_precision, probe_mode_variance
 from massmap.infer.diagnostics import effective_sample_size, split_rhat
 from massmap.infer.likelihood import (data_weight, log_likelihood, log_likelihood_and_grad, predicted_shear,
-                                      shear_data)
+                                      pad_shear)
+from massmap.io.diagnostics import diagnostics_table
 from massmap.io.output import InputError
 from massmap.ops.shear import kappa_to_shear, pad_map, shear_to_kappa
 from massmap.ops.spectra import cl_on_grid, gaussian_random_field, mode_variance
-from massmap.pipeline.posterior import SamplingError, posterior_maps, resolve_chains
-from massmap.prior.gaussian import gaussian_score
+from massmap.pipeline.posterior import posterior_maps
+from massmap.prior.gaussian import GaussianPrior, gaussian_score
 
 loglike = jax.jit(log_likelihood, static_argnums=3)
 loglike_and_grad = jax.jit(log_likelihood_and_grad, static_argnums=3)
@@ -33,6 +39,27 @@ CL = 1e-9 * (ELL / 1000.0) ** -1.2  # a power law close to Limber C_ℓ^κκ at 
 
 def mode_var_fn(ny, nx):
     return mode_variance(cl_on_grid(ELL, CL, ny, nx, PIX), PIX).astype(np.float32)
+
+
+GAUSSIAN = GaussianPrior(ELL, CL, PIX)  # the Gaussian prior of the C_ℓ above
+
+
+def run_posterior(g1, g2, noise, mask, pix, pad, cfg, key, prior=None, methods=("posterior",), progress=False,
+                  on_samples=None):
+    """massmap.pipeline.posterior.posterior_maps on arrays, its result as the FITS extensions it becomes:
+    KAPPA_SAMPLES, KAPPA_MEAN, KAPPA_STD, KAPPA_MAP, n_score_evals and DIAGNOSTICS (columns + cards)."""
+    ny, nx = np.shape(g1)[-2:]
+    shear = BinnedShear(FlatGrid(0.0, 0.0, pix, ny, nx), g1, g2, noise, mask)
+    run = posterior_maps(shear, getattr(cfg, "posterior", cfg), pad, key, GAUSSIAN if prior is None else prior,
+                         reference=GAUSSIAN, methods=methods, progress=progress, on_samples=on_samples)
+    cols, cards = diagnostics_table(run.posterior, run.map)
+    res = {"DIAGNOSTICS": {**cols, **cards}}
+    if run.posterior is not None:
+        res.update(KAPPA_SAMPLES=run.posterior.samples, KAPPA_MEAN=run.posterior.mean, KAPPA_STD=run.posterior.std,
+                   n_score_evals=run.posterior.score_evals_per_sample)
+    if run.map is not None:
+        res["KAPPA_MAP"] = run.map.kappa
+    return res
 
 
 def grf(seed, n):
@@ -68,7 +95,7 @@ def uniform_problem():
     noise = np.full(g1.shape, SIGMA_N)
     mask = np.ones(g1.shape)
     cfg = config(n_samples=512, chains=CHAINS, chunk=CHAINS)
-    res = posterior_maps(g1, g2, noise, mask, PIX, 0, cfg, jax.random.PRNGKey(7), mode_var_fn,
+    res = run_posterior(g1, g2, noise, mask, PIX, 0, cfg, jax.random.PRNGKey(7),
                          methods=("posterior", "map"), progress=False)
     # closed form, written out independently of ops.wiener: D is unitary, so per Fourier mode
     # κ̂ = s/(s + σ_n²) · KS(γ)^ with posterior variance (1/s + 1/σ_n²)⁻¹ (0 for ℓ = 0, where s = 0)
@@ -131,11 +158,11 @@ def test_reproducible_and_chains_independent(uniform_problem):
     # chain c depends only on fold_in(key, c): a run of 32 chains (two chunks of 16) repeats the 16
     # chains of the fixture exactly, and on_samples streams its samples chunk by chunk
     chunks = []
-    more = posterior_maps(*args, config(n_samples=1024, chains=32, chunk=16), jax.random.PRNGKey(7), mode_var_fn,
+    more = run_posterior(*args, config(n_samples=1024, chains=32, chunk=16), jax.random.PRNGKey(7),
                           progress=False, on_samples=chunks.append)
     np.testing.assert_array_equal(more["KAPPA_SAMPLES"][:512], p["res"]["KAPPA_SAMPLES"])
     assert len(chunks) == 2 and np.array_equal(np.concatenate(chunks), more["KAPPA_SAMPLES"])
-    new_key = posterior_maps(*args, p["cfg"], jax.random.PRNGKey(8), mode_var_fn, progress=False)
+    new_key = run_posterior(*args, p["cfg"], jax.random.PRNGKey(8), progress=False)
     assert not np.allclose(new_key["KAPPA_SAMPLES"], p["res"]["KAPPA_SAMPLES"])
 
 
@@ -180,7 +207,7 @@ def test_mask_and_varying_noise_match_dense_wiener():
     mask_eff = mask * np.isfinite(noise)
     mean, std = dense_wiener(g1, g2, np.nan_to_num(noise, nan=1.0), mask_eff, PAD)
     cfg = config(n_samples=512, chains=CHAINS, chunk=CHAINS)
-    res = posterior_maps(g1, g2, noise, mask, PIX, PAD, cfg, jax.random.PRNGKey(3), mode_var_fn,
+    res = run_posterior(g1, g2, noise, mask, PIX, PAD, cfg, jax.random.PRNGKey(3),
                          methods=("posterior", "map"), progress=False)
     assert res["KAPPA_MEAN"].shape == (N_MASK, N_MASK)
     ess = np.asarray(effective_sample_size(by_chain(res, CHAINS)))
@@ -211,7 +238,7 @@ def test_likelihood_gradient_adjoint_and_mask():
     g1, g2 = rng.normal(size=(2, n, n)) * 0.05
     noise = 0.02 + 0.03 * rng.random((n, n))
     mask = (rng.random((n, n)) > 0.2).astype(float)
-    data = shear_data(g1, g2, noise, mask, pad)
+    data = pad_shear(g1, g2, noise, mask, pad)
     kappa = jnp.asarray(rng.normal(size=(n + 2 * pad,) * 2) * 0.03, jnp.float32)
     for sigma in (0.0, 0.02):
         ll, grad = loglike_and_grad(kappa, data, sigma, False)
@@ -227,7 +254,7 @@ def test_likelihood_gradient_adjoint_and_mask():
     assert np.all(w[:pad] == 0) and np.all(w[:, -pad:] == 0)
     # masked pixels carry no information: changing their shear changes nothing
     g1b = np.where(mask > 0, g1, 10.0)
-    data_b = shear_data(g1b, g2, noise, mask, pad)
+    data_b = pad_shear(g1b, g2, noise, mask, pad)
     ll_b, grad_b = loglike_and_grad(kappa, data_b, 0.0, False)
     ll_a, grad_a = loglike_and_grad(kappa, data, 0.0, False)
     assert float(ll_a) == float(ll_b)
@@ -240,7 +267,7 @@ def test_reduced_shear_likelihood():
     g1, g2 = (np.asarray(a) for a in predicted_shear(kappa, reduced_shear=True))
     # g = γ / (1 − κ) by definition
     np.testing.assert_allclose(g1, np.asarray(kappa_to_shear(kappa)[0] / (1 - kappa)), rtol=1e-5, atol=1e-7)
-    data = shear_data(g1, g2, np.full((n, n), 0.01), np.ones((n, n)), 0)
+    data = pad_shear(g1, g2, np.full((n, n), 0.01), np.ones((n, n)), 0)
     ll, grad = loglike_and_grad(kappa, data, 0.0, True)
     # noise-free reduced-shear data: the true κ is the maximum (ll = 0, zero gradient) of the reduced
     # model but not of the linear one
@@ -263,7 +290,7 @@ def test_path_integral_of_gaussian_score_is_exact():
     n, sigma = 32, 0.01
     s = jnp.asarray(mode_var_fn(n, n))
     rng = np.random.default_rng(2)
-    data = shear_data(*(rng.normal(size=(2, n, n)) * 0.05), np.full((n, n), 0.05), np.ones((n, n)), 0)
+    data = pad_shear(*(rng.normal(size=(2, n, n)) * 0.05), np.full((n, n), 0.05), np.ones((n, n)), 0)
 
     def log_prior(k):  # log N(0, S + σ²) up to a constant: −½ Σ_k |κ̂_k|² / (N (s_k + σ²))
         return -0.5 * jnp.sum(jnp.abs(jnp.fft.fft2(k)) ** 2 / (s + sigma**2)) / (n * n)
@@ -313,12 +340,16 @@ class FakePrior:
     for inputs out of its training range.
     """
 
-    def __init__(self, pixel_size_arcmin=PIX, npix=N_SMALL, poison=False, metadata=None):
-        self.pixel_size_arcmin, self.npix = pixel_size_arcmin, npix
+    name, kappa_std = "fake", None
+
+    def __init__(self, pixel_size_arcmin=PIX, npix=N_SMALL, poison=False, grid_multiple=1):
+        self.pixel_size_arcmin, self.npix, self.grid_multiple = pixel_size_arcmin, npix, grid_multiple
         self.sigma_min, self.sigma_max = 2e-3, 0.08
-        self.metadata = dict(metadata or {"name": "fake"})
         self.mode_var = jnp.asarray(mode_var_fn(npix, npix))
         self.poison = poison
+
+    def mode_variance(self, ny, nx):
+        return None  # not known to the sampler: it probes the score
 
     def score(self, kappa, sigma):
         if kappa.shape[-2:] != self.mode_var.shape:
@@ -346,7 +377,7 @@ def small_data(amplitude=0.0, seed=0):
 def test_learned_prior_path_and_nan_chains():
     prior = FakePrior(poison=True)
     cfg = config(n_samples=16, chains=4, chunk=4, max_restarts=2)
-    res = posterior_maps(*small_data(), PIX, 0, cfg, jax.random.PRNGKey(0), mode_var_fn, prior=prior,
+    res = run_posterior(*small_data(), PIX, 0, cfg, jax.random.PRNGKey(0), prior=prior,
                          progress=False)
     d = res["DIAGNOSTICS"]
     # the schedule comes from the prior's trained σ range
@@ -361,7 +392,7 @@ def test_learned_prior_path_and_nan_chains():
     assert len(res["KAPPA_SAMPLES"]) == min(16, 4 * d["N_CHAINS_USED"])
     # κ(0, 0) = 0.5 ± 0.01: every chain hits the NaN region, every restart too → one-line error
     with pytest.raises(SamplingError, match="all 4 posterior chains"):
-        posterior_maps(*small_data(amplitude=0.5), PIX, 0, cfg, jax.random.PRNGKey(0), mode_var_fn, prior=prior,
+        run_posterior(*small_data(amplitude=0.5), PIX, 0, cfg, jax.random.PRNGKey(0), prior=prior,
                        progress=False)
 
 
@@ -395,7 +426,7 @@ def test_map_with_stiff_wrong_signed_learned_prior_is_finite():
     assert np.median(np.abs(est[far] / s[far] - 1)) < 0.05
     cfg = config(n_samples=4, chains=2, chunk=2)
     data = small_data(seed=1)
-    res = posterior_maps(*data, PIX, 0, cfg, jax.random.PRNGKey(0), mode_var_fn, prior=stiff, methods=("map",),
+    res = run_posterior(*data, PIX, 0, cfg, jax.random.PRNGKey(0), prior=stiff, methods=("map",),
                          progress=False)
     d = res["DIAGNOSTICS"]
     assert np.all(np.isfinite(res["KAPPA_MAP"]))
@@ -430,7 +461,7 @@ def test_grid_mean_stays_zero_with_a_learned_prior():
     # and Wiener); without that, this prior would move every sample's mean to ≈ +0.1 (30× the map rms).
     # Tolerance 1e-6: float32 rounding of FFTs on 16² maps of rms ≈ 3e-3
     cfg = config(n_samples=4, chains=2, chunk=2)
-    res = posterior_maps(*small_data(seed=2), PIX, 0, cfg, jax.random.PRNGKey(0), mode_var_fn, prior=DriftPrior(),
+    res = run_posterior(*small_data(seed=2), PIX, 0, cfg, jax.random.PRNGKey(0), prior=DriftPrior(),
                          methods=("posterior", "map"), progress=False)
     means = res["KAPPA_SAMPLES"].mean(axis=(1, 2))
     assert np.all(np.abs(means) < 1e-6), means
@@ -442,11 +473,11 @@ def test_default_chains_one_draw_each_for_a_learned_prior():
     # chains: null → every sample of a learned prior comes from its own annealing run; the Gaussian prior
     # keeps 10 chains sharing theirs (fewer when fewer samples are asked for)
     assert resolve_chains(config(n_samples=7).posterior, FakePrior()) == 7
-    assert resolve_chains(config(n_samples=50).posterior, None) == 10
-    assert resolve_chains(config(n_samples=4).posterior, None) == 4
+    assert resolve_chains(config(n_samples=50).posterior, GAUSSIAN) == 10
+    assert resolve_chains(config(n_samples=4).posterior, GAUSSIAN) == 4
     assert resolve_chains(config(n_samples=50, chains=5).posterior, FakePrior()) == 5
-    res = posterior_maps(*small_data(seed=3), PIX, 0, config(n_samples=3, chunk=3), jax.random.PRNGKey(0),
-                         mode_var_fn, prior=FakePrior(), progress=False)
+    res = run_posterior(*small_data(seed=3), PIX, 0, config(n_samples=3, chunk=3), jax.random.PRNGKey(0),
+                        prior=FakePrior(), progress=False)
     d = res["DIAGNOSTICS"]
     assert (d["N_CHAINS"], d["DRAWS_PER_CHAIN"], len(res["KAPPA_SAMPLES"])) == (3, 1, 3)
 
@@ -466,27 +497,25 @@ def test_bad_inputs():
     with pytest.raises(ConfigError, match="posterior.sigma_min"):
         load_config(overrides=["posterior.sigma_min=0.1", "posterior.sigma_max=0.05"])
     with pytest.raises(InputError, match="GAMMA2"):
-        posterior_maps(g1, g2[:-1], noise, mask, PIX, 0, cfg, key, mode_var_fn, progress=False)
+        run_posterior(g1, g2[:-1], noise, mask, PIX, 0, cfg, key, progress=False)
     with pytest.raises(InputError, match="no pixel carries shear data"):
-        posterior_maps(g1, g2, noise, mask * 0, PIX, 0, cfg, key, mode_var_fn, progress=False)
+        run_posterior(g1, g2, noise, mask * 0, PIX, 0, cfg, key, progress=False)
     with pytest.raises(InputError, match="no pixel carries shear data"):
-        posterior_maps(g1, g2, noise * np.nan, mask, PIX, 0, cfg, key, mode_var_fn, progress=False)
+        run_posterior(g1, g2, noise * np.nan, mask, PIX, 0, cfg, key, progress=False)
     with pytest.raises(ConfigError, match="unknown posterior method"):
-        posterior_maps(g1, g2, noise, mask, PIX, 0, cfg, key, mode_var_fn, methods=("hmc",), progress=False)
-    with pytest.raises(InputError, match="mode variance"):
-        posterior_maps(g1, g2, noise, mask, PIX, 2, cfg, key, lambda ny, nx: np.ones((3, 3)), progress=False)
+        run_posterior(g1, g2, noise, mask, PIX, 0, cfg, key, methods=("hmc",), progress=False)
     # a learned prior must fit the grid: pixel scale, network size, σ range
     with pytest.raises(InputError, match="arcmin pixels"):
-        posterior_maps(g1, g2, noise, mask, PIX, 0, cfg, key, mode_var_fn, prior=FakePrior(pixel_size_arcmin=2.0),
+        run_posterior(g1, g2, noise, mask, PIX, 0, cfg, key, prior=FakePrior(pixel_size_arcmin=2.0),
                        progress=False)
     with pytest.raises(InputError, match="cannot be evaluated"):
-        posterior_maps(g1, g2, noise, mask, PIX, 2, cfg, key, mode_var_fn, prior=FakePrior(), progress=False)
+        run_posterior(g1, g2, noise, mask, PIX, 2, cfg, key, prior=FakePrior(), progress=False)
     with pytest.raises(InputError, match="multiples of 4"):
-        posterior_maps(g1, g2, noise, mask, PIX, 1, cfg, key, mode_var_fn,
-                       prior=FakePrior(npix=18, metadata={"channels": (8, 16, 32)}), progress=False)
+        run_posterior(g1, g2, noise, mask, PIX, 1, cfg, key, prior=FakePrior(npix=18, grid_multiple=4),
+                      progress=False)
     low = dataclasses.replace(cfg.posterior, sigma_min=1e-4)
     with pytest.raises(ConfigError, match="posterior.sigma_min"):
-        posterior_maps(g1, g2, noise, mask, PIX, 0, low, key, mode_var_fn, prior=FakePrior(), progress=False)
+        run_posterior(g1, g2, noise, mask, PIX, 0, low, key, prior=FakePrior(), progress=False)
 
 
 # --------------------------------------------------------------------------- diagnostics against known truth

@@ -160,11 +160,11 @@ def test_interrupted_sampling_keeps_finished_samples(tmp_path, monkeypatch):
     import massmap.pipeline.posterior as post
     from massmap.pipeline.reconstruct import Interrupted
 
-    def fake_posterior_maps(*args, on_samples=None, **kwargs):
+    def interrupted_sampler(*args, on_samples=None, **kwargs):  # Ctrl-C after a first chunk of 3 samples
         on_samples(np.ones((3, 32, 32), np.float32))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(post, "posterior_maps", fake_posterior_maps)
+    monkeypatch.setattr(post, "sample_posterior", interrupted_sampler)
     cfg = load_config(overrides=["pad=0", "posterior.prior=gaussian", "wiener.cl_file=" + str(_cl_file(tmp_path))])
     with pytest.raises(Interrupted, match="3 posterior samples"):
         run_reconstruct(cfg, _uniform_shear_file(tmp_path), tmp_path / "i.fits", method="posterior", plot=False)
@@ -175,11 +175,12 @@ def test_interrupted_sampling_keeps_finished_samples(tmp_path, monkeypatch):
 
 def test_healpix_geometry_refuses_posterior(tmp_path):
     from massmap.io.output import InputError
-    from massmap.pipeline.reconstruct import parse_methods
+    from massmap.pipeline.inputs import parse_methods
+    from massmap.pipeline.reconstruct import METHODS
 
     with pytest.raises(InputError, match="healpix"):
         parse_methods("posterior", ("ks", "wiener"), where="with --geometry healpix")
-    assert parse_methods("map,ks") == ("ks", "map")
+    assert parse_methods("map,ks", METHODS) == ("ks", "map")
 
 
 # ---------------------------------------------------------------- CLI and bad input

@@ -16,7 +16,8 @@ from massmap.io.maps import write_maps
 from massmap.io.output import provenance
 from massmap.ops.shear import kappa_to_shear
 from massmap.ops.spectra import cl_on_grid, gaussian_random_field
-from massmap.pipeline.reconstruct import ShearData, compute_maps, run_reconstruct
+from massmap.binning import BinnedShear
+from massmap.pipeline.reconstruct import compute_maps, run_reconstruct
 from massmap.pipeline.summarize import noise_statistics, read_reconstruction, recorded_config, run_summarize
 from massmap.summarize import stats
 
@@ -165,9 +166,9 @@ def test_batched_compute_maps_equals_single_runs(tmp_path):
     mask[:6, :6] = 0
     sd = np.where(mask > 0, 0.02, 0.0).astype(np.float32)
     g = (rng.normal(0, 0.02, (3, 2, N, N)) * mask).astype(np.float32)
-    batch, _ = compute_maps(ShearData(GRID, g[:, 0], g[:, 1], sd, mask), cfg, ("ks", "wiener"))
+    batch, _ = compute_maps(BinnedShear(GRID, g[:, 0], g[:, 1], sd, mask), cfg, ("ks", "wiener"))
     for i in range(3):
-        one, info = compute_maps(ShearData(GRID, g[i, 0], g[i, 1], sd, mask), cfg, ("ks", "wiener"))
+        one, info = compute_maps(BinnedShear(GRID, g[i, 0], g[i, 1], sd, mask), cfg, ("ks", "wiener"))
         assert info["wiener_solver"] == "conjugate gradients"
         np.testing.assert_allclose(batch["KAPPA_KS"][i], one["KAPPA_KS"], atol=1e-7)
         # both solutions meet |r|/|b| < 1e-6 (joint residual for the batch): equal to ~1e-5 relative

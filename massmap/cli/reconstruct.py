@@ -45,13 +45,14 @@ def reconstruct(input_path, output, method, prior, n_samples, chains, quiet, ove
             click.echo(f"  {note}")
     click.echo(f"grid {g.ny}x{g.nx} at {g.pixel_size_arcmin:g} arcmin, centre RA {g.center_ra:.4f} Dec {g.center_dec:.4f}")
     _echo_wiener(info)
-    diag = info.get("diagnostics") or {}
-    if "KAPPA_SAMPLES" in info["maps"]:
-        rhat = [v for k, v in diag.items() if k.startswith("RHAT_") and v == v]
-        click.echo(f"posterior: prior {diag.get('PRIOR', '?')}, {diag.get('N_CHAINS_USED', '?')} chains, "
-                   f"{info.get('score_evals_per_sample', float('nan')):.0f} score evaluations per sample"
-                   + (f", max split-Rhat {max(rhat):.3f}" if rhat else "")
-                   + (f"; {diag['N_DROPPED']} chains dropped after NaNs" if diag.get("N_DROPPED") else ""))
+    run = info.get("posterior")
+    if run is not None and run.posterior is not None and run.posterior.info is not None:
+        d = run.posterior.info
+        rhat = d.rhat_max
+        click.echo(f"posterior: prior {d.prior}, {d.n_chains_used} chains, "
+                   f"{run.posterior.score_evals_per_sample:.0f} score evaluations per sample"
+                   + (f", max split-Rhat {rhat:.3f}" if rhat == rhat else "")
+                   + (f"; {d.n_dropped} chains dropped after NaNs" if d.n_dropped else ""))
     click.echo(f"wrote {info['output']} ({', '.join(info['maps'])})")
 
 

@@ -53,3 +53,16 @@ class HealpixConfig:
     def ell_max(self) -> int:
         """The resolved ℓ_max (3 nside − 1 when ``lmax`` is null)."""
         return 3 * self.nside - 1 if self.lmax is None else self.lmax
+
+
+def tile_pixel_size(hc: HealpixConfig, prior_pixel_arcmin: float | None, healpix_pixel_arcmin: float) -> float:
+    """The resolved ``healpix.tile_pixel_size_arcmin``: a learned prior's pixel scale (which a given value
+    must match to 0.1%), else the given value, else the HEALPix pixel size (√ of a pixel's area)."""
+    given = hc.tile_pixel_size_arcmin
+    if prior_pixel_arcmin is None:
+        return float(given) if given is not None else float(healpix_pixel_arcmin)
+    pp = float(prior_pixel_arcmin)
+    if given is not None and abs(pp / given - 1.0) > 1e-3:
+        raise ConfigError(f"config key 'healpix.tile_pixel_size_arcmin' ({given:g}) must equal the learned prior's "
+                          f"pixel scale ({pp:g} arcmin); leave it null or use --prior gaussian")
+    return pp

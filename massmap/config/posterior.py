@@ -3,13 +3,31 @@
 σ values are in κ units (the Gaussian noise added to κ that defines the smoothed prior p_σ). Step sizes
 and trajectory lengths are in whitened units: the sampler is preconditioned by the Gaussian-limit
 posterior curvature, so on a Gaussian problem every direction has unit scale. See docs/posterior.md.
+
+What a null key means is resolved here, once, for a given prior and padded grid
+(:func:`sampler_settings`, :func:`map_settings`):
+
+- ``chains``: a learned prior: ``n_samples`` (one draw per chain, each its own annealing run — such a
+  chain mixes slowly at σ_min); the Gaussian prior: min(GAUSSIAN_CHAINS, n_samples), sharing the
+  annealing cost (its chains mix fast);
+- ``sigma_max``: a learned prior: its largest trained σ; the Gaussian prior: 2 × its κ rms per pixel
+  on the padded grid;
+- ``sigma_min``: a learned prior: max(its smallest trained σ, LEARNED_SIGMA_MIN_FRACTION × its
+  training κ std), at most sigma_max / 2 (below 0.1 τ the network's score is mostly error; the σ² left
+  is removed by the final Tweedie step); the Gaussian prior: GAUSSIAN_SIGMA_MIN.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+import numpy as np
+
 from massmap.config.core import ConfigError
+
+GAUSSIAN_SIGMA_MIN = 1e-3  # default σ_min for the Gaussian prior (κ units)
+LEARNED_SIGMA_MIN_FRACTION = 0.1  # default σ_min for a learned prior, in units of its training κ std
+GAUSSIAN_CHAINS = 10  # default number of chains for the Gaussian prior (a learned prior: one per sample)
 
 
 def _err(key: str, msg: str) -> ConfigError:
@@ -77,3 +95,57 @@ class PosteriorConfig:
             raise _err("map_learning_rate", f"must be > 0, got {self.map_learning_rate}")
         if not 0 <= self.map_momentum < 1:
             raise _err("map_momentum", f"must be in [0, 1), got {self.map_momentum}")
+
+
+def resolve_chains(pc: PosteriorConfig, prior) -> int:
+    """``posterior.chains``, or its default for ``prior`` (see the module docstring)."""
+    if pc.chains is not None:
+        return int(pc.chains)
+    gaussian = prior.mode_variance(2, 2) is not None
+    return min(GAUSSIAN_CHAINS, int(pc.n_samples)) if gaussian else int(pc.n_samples)
+
+
+def sigma_range(pc: PosteriorConfig, prior, grid_shape: tuple[int, int]) -> tuple[float, float]:
+    """(σ_max, σ_min) of the annealing schedule for ``prior`` on the padded grid (module docstring)."""
+    exact = prior.mode_variance(*grid_shape)
+    if exact is not None:
+        hi = pc.sigma_max if pc.sigma_max is not None else 2.0 * float(np.sqrt(np.mean(exact)))
+        lo = pc.sigma_min if pc.sigma_min is not None else GAUSSIAN_SIGMA_MIN
+    else:
+        pmin, pmax = float(prior.sigma_min), float(prior.sigma_max)
+        if pc.sigma_min is not None and pc.sigma_min < pmin * (1 - 1e-6):
+            raise ConfigError(f"config key 'posterior.sigma_min' ({pc.sigma_min:g}) is below the prior's "
+                              f"smallest trained noise level {pmin:g}")
+        if pc.sigma_max is not None and pc.sigma_max > pmax * (1 + 1e-6):
+            raise ConfigError(f"config key 'posterior.sigma_max' ({pc.sigma_max:g}) is above the prior's "
+                              f"largest trained noise level {pmax:g}")
+        hi = pc.sigma_max if pc.sigma_max is not None else pmax
+        tau = float(prior.kappa_std or 0.0)
+        lo = pc.sigma_min if pc.sigma_min is not None else min(max(pmin, LEARNED_SIGMA_MIN_FRACTION * tau), 0.5 * hi)
+    if not lo < hi:
+        raise ConfigError(f"config key 'posterior.sigma_min' ({lo:g}) must be below posterior.sigma_max ({hi:g})")
+    return float(hi), float(lo)
+
+
+def sampler_settings(pc: PosteriorConfig, prior, grid_shape: tuple[int, int]):
+    """The section as :class:`massmap.infer.sampler.SamplerSettings` for ``prior`` on the padded grid."""
+    from massmap.infer.sampler import SamplerSettings
+
+    sigma_max, sigma_min = sigma_range(pc, prior, grid_shape)
+    return SamplerSettings(
+        n_samples=pc.n_samples, chains=resolve_chains(pc, prior), sigma_max=sigma_max, sigma_min=sigma_min,
+        n_levels=pc.n_levels, steps_per_level=pc.steps_per_level, burn_in=pc.burn_in, thin=pc.thin,
+        trajectory_length=pc.trajectory_length, leapfrog_steps=pc.leapfrog_steps,
+        max_leapfrog_steps=pc.max_leapfrog_steps, step_size=pc.step_size, target_accept=pc.target_accept,
+        metropolis=pc.metropolis, max_energy_error=pc.max_energy_error, tweedie=pc.denoise == "tweedie",
+        max_restarts=pc.max_restarts, reduced_shear=pc.reduced_shear)
+
+
+def map_settings(pc: PosteriorConfig, prior, grid_shape: tuple[int, int]):
+    """The section's MAP keys as :class:`massmap.infer.map.MapSettings` (the sampler's schedule)."""
+    from massmap.infer.map import MapSettings
+
+    sigma_max, sigma_min = sigma_range(pc, prior, grid_shape)
+    return MapSettings(sigma_max=sigma_max, sigma_min=sigma_min, n_levels=pc.n_levels,
+                       steps_per_level=pc.map_steps_per_level, learning_rate=pc.map_learning_rate,
+                       momentum=pc.map_momentum, reduced_shear=pc.reduced_shear)

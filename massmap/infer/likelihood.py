@@ -27,7 +27,7 @@ from massmap.ops.shear import kappa_to_shear, pad_map, shear_adjoint
 REDUCED_SHEAR_FLOOR = 0.05  # minimum of 1 − κ in the reduced-shear model
 
 
-class ShearData(NamedTuple):
+class PaddedShear(NamedTuple):
     """Binned shear on the padded grid (all (ny_pad, nx_pad) float32)."""
 
     g1: jnp.ndarray  # 0 where there is no data
@@ -36,8 +36,8 @@ class ShearData(NamedTuple):
     mask: jnp.ndarray  # 1 = data, 0 = no data (masked, empty or padding)
 
 
-def shear_data(g1, g2, noise_std, mask, pad: int) -> ShearData:
-    """Pad binned shear (ny, nx) into :class:`ShearData`.
+def pad_shear(g1, g2, noise_std, mask, pad: int) -> PaddedShear:
+    """Pad binned shear (ny, nx) into :class:`PaddedShear` (the likelihood's data on the padded grid).
 
     A pixel carries data where ``mask`` is set and ``noise_std`` and both shears are finite, with
     ``noise_std > 0``; everything else (and the padding) carries no information.
@@ -49,10 +49,10 @@ def shear_data(g1, g2, noise_std, mask, pad: int) -> ShearData:
     arrays = (np.where(valid, g1, 0.0), np.where(valid, g2, 0.0), var, valid.astype(float))
     padded = [pad_map(jnp.asarray(a, jnp.float32), pad) for a in arrays]
     noise_var = jnp.where(padded[3] > 0, padded[2], 1.0)
-    return ShearData(padded[0], padded[1], noise_var, padded[3])
+    return PaddedShear(padded[0], padded[1], noise_var, padded[3])
 
 
-def data_weight(data: ShearData, sigma=0.0) -> jnp.ndarray:
+def data_weight(data: PaddedShear, sigma=0.0) -> jnp.ndarray:
     """Inverse noise variance per pixel and component at annealing level σ: mask / (σ_i² + σ²)."""
     return data.mask / (data.noise_var + jnp.asarray(sigma, jnp.float32) ** 2)
 
@@ -66,14 +66,14 @@ def predicted_shear(kappa: jnp.ndarray, reduced_shear: bool = False) -> tuple[jn
     return s1, s2
 
 
-def log_likelihood(kappa: jnp.ndarray, data: ShearData, sigma=0.0, reduced_shear: bool = False) -> jnp.ndarray:
+def log_likelihood(kappa: jnp.ndarray, data: PaddedShear, sigma=0.0, reduced_shear: bool = False) -> jnp.ndarray:
     """log L_σ(κ) (up to a κ-independent constant) for one map (ny, nx); a scalar."""
     s1, s2 = predicted_shear(kappa, reduced_shear)
     w = data_weight(data, sigma)
     return -0.5 * jnp.sum(w * ((data.g1 - s1) ** 2 + (data.g2 - s2) ** 2))
 
 
-def log_likelihood_and_grad(kappa: jnp.ndarray, data: ShearData, sigma=0.0,
+def log_likelihood_and_grad(kappa: jnp.ndarray, data: PaddedShear, sigma=0.0,
                             reduced_shear: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(log L_σ(κ), ∇_κ log L_σ(κ)) for one map; the linear case uses ∇ = Pᵀ W (γ − Pκ) directly."""
     if reduced_shear:
@@ -85,11 +85,11 @@ def log_likelihood_and_grad(kappa: jnp.ndarray, data: ShearData, sigma=0.0,
     return ll, shear_adjoint(w * r1, w * r2)
 
 
-def mean_weight(data: ShearData, sigma=0.0) -> jnp.ndarray:
+def mean_weight(data: PaddedShear, sigma=0.0) -> jnp.ndarray:
     """Mean of the per-pixel weight over the padded grid: the Fourier-diagonal part of Pᵀ W P."""
     return jnp.mean(data_weight(data, sigma))
 
 
-def max_weight(data: ShearData, sigma=0.0) -> jnp.ndarray:
+def max_weight(data: PaddedShear, sigma=0.0) -> jnp.ndarray:
     """Largest per-pixel weight: an upper bound on the curvature Pᵀ W P contributes to any mode."""
     return jnp.max(data_weight(data, sigma))

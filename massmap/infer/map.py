@@ -23,13 +23,20 @@ either way (plus one per level, where σ changes).
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from massmap.infer.annealed import fourier_apply, inverse_precision
+from massmap.errors import SamplingError
+from massmap.infer.annealed import sigma_schedule
+from massmap.infer.likelihood import PaddedShear, log_likelihood_and_grad, max_weight
+from massmap.infer.preconditioner import fourier_apply, inverse_precision, fourier_precision, prior_spectrum
+from massmap.ops.shear import crop_map
 
 REL_TOL = 1e-5  # a step may lower log π_σ by at most this fraction of (1 + |log L_σ|) (float32 rounding)
 BACKTRACK = 0.5  # step-scale factor after a rejected step
@@ -140,3 +147,76 @@ def annealed_map(logl_and_grad: Callable, score: Callable, precision: Callable, 
                     jnp.asarray(0, jnp.int32), jnp.asarray(True), jnp.asarray(True))
     (state, _), infos = jax.lax.scan(level, (state0, info0), schedule)
     return state.position, infos
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    """The annealing schedule (as the sampler's) and the optimiser of the MAP ascent."""
+
+    sigma_max: float
+    sigma_min: float
+    n_levels: int = 10
+    steps_per_level: int = 30
+    learning_rate: float = 1.0  # on the preconditioned gradient (1 = Newton step in the Gaussian limit)
+    momentum: float = 0.9  # Nesterov momentum of optax.sgd
+    reduced_shear: bool = False
+
+    @property
+    def schedule(self) -> np.ndarray:
+        return sigma_schedule(self.sigma_max, self.sigma_min, self.n_levels)
+
+
+class MapEstimate(NamedTuple):
+    """The MAP κ on the unpadded grid and, per annealing level, how the ascent went."""
+
+    kappa: np.ndarray  # (ny, nx) float32
+    sigma: np.ndarray  # the schedule (float64)
+    step_rms: np.ndarray  # per level
+    step_scale: np.ndarray
+    n_rejected: np.ndarray
+    stable: np.ndarray  # int, 1 = the level ended stable
+    sigma_final: float  # σ of the level whose κ is returned
+    n_score_evals: int
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_map(settings: tuple, prior) -> Callable:
+    reduced, steps, lr, momentum = settings
+
+    def score(k, s):
+        return prior.score(k[None], jnp.reshape(jnp.asarray(s, jnp.float32), (1,)))[0]
+
+    def run_map(data, mode_var, schedule):
+        return annealed_map(lambda k, s: log_likelihood_and_grad(k, data, s, reduced), score,
+                            lambda s: fourier_precision(mode_var, max_weight(data, s), s),
+                            jnp.zeros_like(mode_var), schedule, steps, lr, momentum)
+
+    return jax.jit(run_map)
+
+
+def map_estimate(key: jax.Array, data: PaddedShear, prior, settings: MapSettings, *, pad: int,
+                 reference=None) -> MapEstimate:
+    """The annealed MAP of κ for padded shear ``data`` and ``prior``, cropped to the unpadded map.
+
+    The preconditioner's spectrum is the sampler's (:func:`~massmap.infer.preconditioner.prior_spectrum`
+    with ``key``). :class:`SamplingError` if the first level already fails.
+    """
+    schedule = settings.schedule
+    spectrum, _ = prior_spectrum(prior, key, tuple(data.g1.shape), settings.sigma_min, reference)
+    run = _compiled_map((settings.reduced_shear, settings.steps_per_level, settings.learning_rate,
+                         settings.momentum), prior)
+    kappa, info = run(data, spectrum, jnp.asarray(schedule))
+    kappa = np.asarray(crop_map(kappa, pad))
+    stable = np.asarray(info.stable, bool)
+    # the safeguard only accepts finite steps; an unstable first level means the score or the
+    # likelihood is non-finite at κ = 0, or the prior drives κ away from the data from the start
+    if not np.all(np.isfinite(kappa)) or not stable[0]:
+        raise SamplingError(f"the MAP ascent failed at the first annealing level (prior '{prior.name}': NaN/inf "
+                            "score or a score that drives kappa away from the data); check the prior")
+    n_run = min(len(schedule), int(stable.sum()) + 1)  # levels run: the stable ones and the first unstable
+    return MapEstimate(kappa=kappa, sigma=np.asarray(schedule, np.float64),
+                       step_rms=np.asarray(info.step_rms, np.float64),
+                       step_scale=np.asarray(info.step_scale, np.float64),
+                       n_rejected=np.asarray(info.n_rejected, np.int64), stable=stable.astype(np.int64),
+                       sigma_final=float(schedule[int(stable.sum()) - 1]),
+                       n_score_evals=int(n_run * (settings.steps_per_level + 1)))

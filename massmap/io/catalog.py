@@ -1,4 +1,4 @@
-"""Shear catalogs: FITS binary tables → calibrated, selected ellipticities → binned shear maps.
+"""Shear catalogs: FITS binary tables → calibrated, selected ellipticities (:class:`massmap.binning.ShearCatalog`).
 
 Column lookup is case-insensitive and knows the usual survey spellings. Rows with NaN/inf values or
 |e| > 1 are dropped and counted. Calibration follows the usual estimator
@@ -6,14 +6,13 @@ Column lookup is case-insensitive and knows the usual survey spellings. Rows wit
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
 from massmap.config.schema import CatalogConfig
-from massmap.geometry import FlatGrid
+from massmap.binning import ShearCatalog
 from massmap.io.output import InputError
 
 # Usual spellings tried (case-insensitively) when a column is not named in the config.
@@ -24,26 +23,6 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "e2": ("E2", "E_2", "G2", "GAMMA2", "SHEAR2", "E2_CAL", "MCAL_E2"),
     "weight": ("WEIGHT", "WEIGHTS", "W", "LENSFIT_WEIGHT", "SHAPE_WEIGHT"),
 }
-
-
-@dataclass
-class ShearCatalog:
-    """Calibrated galaxies of one catalog (after selection and cleaning)."""
-
-    path: str
-    ra: np.ndarray
-    dec: np.ndarray
-    e1: np.ndarray  # e − c, after flips (numerator terms)
-    e2: np.ndarray
-    weight: np.ndarray
-    response: np.ndarray  # (1 + m) R per object, per component: shape (2, n)
-    n_read: int
-    n_dropped: int
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def n(self) -> int:
-        return int(self.ra.size)
 
 
 def _find_table_hdu(hdul: fits.HDUList, path: str) -> fits.BinTableHDU:
@@ -164,56 +143,6 @@ def read_catalog(path: str | Path, cfg: CatalogConfig) -> ShearCatalog:
         notes.append(f"subtracted mean shear ({g1m:+.2e}, {g2m:+.2e})")
     return ShearCatalog(path, np.mod(ra[keep], 360.0), dec[keep], e1c, e2c, wk, resp,
                         n_read, n_bad, notes)
-
-
-def estimate_sigma_e(cat: ShearCatalog) -> float:
-    """Per-component shape noise σ_e² = ½ Σ w² (e1² + e2²) / Σ w² of the calibrated ellipticities."""
-    w2 = cat.weight**2
-    e1 = cat.e1 / cat.response[0]
-    e2 = cat.e2 / cat.response[1]
-    return float(np.sqrt(0.5 * np.sum(w2 * (e1**2 + e2**2)) / np.sum(w2)))
-
-
-@dataclass
-class BinnedShear:
-    """Shear binned on a FlatGrid; NOISE_STD is the per-component σ per pixel, 0 where MASK is 0."""
-
-    g1: np.ndarray
-    g2: np.ndarray
-    noise_std: np.ndarray
-    mask: np.ndarray
-    count: np.ndarray  # galaxies per pixel
-    n_outside: int = 0
-
-
-def bin_shear(cat: ShearCatalog, grid: FlatGrid, sigma_e: float) -> BinnedShear:
-    """Weighted shear per pixel and its noise: var = σ_e² Σ w² / (Σ w (1+m) R)²."""
-    x, y = grid.world_to_pixel(cat.ra, cat.dec)
-    ix = np.floor(x + 0.5).astype(np.int64)
-    iy = np.floor(y + 0.5).astype(np.int64)
-    inside = (ix >= 0) & (ix < grid.nx) & (iy >= 0) & (iy < grid.ny) & np.isfinite(x) & np.isfinite(y)
-    n_out = int((~inside).sum())
-    idx = iy[inside] * grid.nx + ix[inside]
-    size = grid.ny * grid.nx
-
-    def acc(v):
-        return np.bincount(idx, weights=v[inside], minlength=size).reshape(grid.shape)
-
-    w = cat.weight
-    sw1 = acc(w * cat.response[0])
-    sw2 = acc(w * cat.response[1])
-    sw2w = acc(w**2)
-    num1 = acc(w * cat.e1)
-    num2 = acc(w * cat.e2)
-    count = np.bincount(idx, minlength=size).reshape(grid.shape)
-    mask = (sw1 > 0) & (sw2 > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        g1 = np.where(mask, num1 / sw1, 0.0)
-        g2 = np.where(mask, num2 / sw2, 0.0)
-        denom = np.sqrt(sw1 * sw2)
-        noise = np.where(mask, sigma_e * np.sqrt(sw2w) / denom, 0.0)
-    return BinnedShear(g1.astype(np.float32), g2.astype(np.float32), noise.astype(np.float32),
-                       mask.astype(np.uint8), count.astype(np.int32), n_out)
 
 
 def write_catalog(path: str | Path, columns: dict[str, np.ndarray], header: fits.Header) -> Path:

@@ -13,53 +13,27 @@ Layout (format ``massmap.score_prior``, version 1):
   seed, resolved config), ``training`` (data files, rebinning, the train/validation split, steps) and
   ``metrics`` (validation losses, per σ decade).
 
-:func:`load_prior` returns a :class:`LoadedPrior` whose ``score(kappa, sigma)`` is the learned
-∇_κ log p_σ(κ) in κ units, a pure jittable function of (B, ny, nx) maps and (B,) noise levels.
+:func:`load_prior` reads the parameters into a :class:`massmap.prior.learned.LearnedPrior` (or
+``HybridPrior``), whose ``score(kappa, sigma)`` is the learned ∇_κ log p_σ(κ) in κ units; the network
+itself is assembled in :mod:`massmap.prior.learned`, this module only reads and writes files.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import jax.numpy as jnp
 import numpy as np
 
 from massmap.io.output import InputError, atomic_path
-from massmap.prior.dsm import residual_network, white_mode_variance
-from massmap.prior.hybrid import hybrid_mode_variance
+from massmap.prior.learned import HybridPrior, LearnedPrior, parameter_template
 from massmap.prior.unet import UNetSpec
 
 FORMAT = "massmap.score_prior"
 FORMAT_VERSION = 1
 JSON_ATTRS = ("architecture", "provenance", "training", "metrics")
-
-
-@dataclass(frozen=True)
-class LoadedPrior:
-    """A trained score prior. ``score`` and ``apply`` are pure and jittable.
-
-    ``score(kappa, sigma)``: kappa (B, ny, nx), sigma (B,) in κ units → ∇_κ log p_σ(κ), (B, ny, nx),
-    the score of the training distribution of κ smoothed by white noise of standard deviation σ
-    (s = r_θ/σ, see massmap.prior.dsm). ny and nx must be multiples of ``2**(levels-1)``; the network
-    is periodic and fully convolutional, so maps larger than ``npix`` work, with the training pixel
-    scale. It is trained for σ in [sigma_min, sigma_max].
-    """
-
-    score: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
-    apply: Callable[[Any, jnp.ndarray, jnp.ndarray], jnp.ndarray]  # (params, kappa, sigma) → score
-    params: Any
-    pixel_size_arcmin: float
-    npix: int
-    sigma_min: float
-    sigma_max: float
-    metadata: dict = field(default_factory=dict)
-
-    def denoise(self, kappa: jnp.ndarray, sigma: jnp.ndarray) -> jnp.ndarray:
-        """Tweedie's posterior mean E[κ | κ + σu] = κ + σ² ∇ log p_σ(κ)."""
-        return kappa + (sigma**2)[:, None, None] * self.score(kappa, sigma)
 
 
 def spec_to_dict(spec: UNetSpec) -> dict:
@@ -144,8 +118,9 @@ def _read(path: Path):
     return attrs, params, tables, history
 
 
-def load_prior(path: str | Path) -> LoadedPrior:
-    """Load a prior written by ``massmap train-prior``; InputError (one line) for any other file."""
+def load_prior(path: str | Path) -> LearnedPrior:
+    """Read a prior written by ``massmap train-prior`` into a :class:`~massmap.prior.learned.LearnedPrior`
+    (or :class:`~massmap.prior.learned.HybridPrior`); InputError (one line) for any other file."""
     path = Path(path)
     attrs, params, tables, history = _read(path)
     if int(attrs.get("format_version", 0)) > FORMAT_VERSION:
@@ -167,8 +142,7 @@ def load_prior(path: str | Path) -> LoadedPrior:
         raise InputError(f"'{path}' is not a valid massmap prior (bad attribute: {err})") from None
     if hybrid and set(tables) != {"cl_ell", "cl"}:
         raise InputError(f"'{path}' is not a valid massmap prior (hybrid prior without its C_ell table)")
-    net = residual_network(spec)
-    template, _ = _template(net, npix)
+    template = parameter_template(spec, npix)
     for module, leaves in template.items():
         for name, arr in leaves.items():
             got = params.get(module, {}).get(name)
@@ -178,34 +152,9 @@ def load_prior(path: str | Path) -> LoadedPrior:
     params = {m: {n: jnp.asarray(params[m][n]) for n in template[m]} for m in template}
     meta["history"] = history
     meta["path"] = str(path)
+    common = dict(spec=spec, params=params, pixel_size_arcmin=pix, npix=npix, sigma_min=smin, sigma_max=smax,
+                  kappa_mean=mean, kappa_std=std, name=str(path), metadata=meta)
     if hybrid:
         meta["cl_ell"], meta["cl"] = tables["cl_ell"], tables["cl"]
-    mode_vars: dict[tuple[int, int], np.ndarray] = {}
-
-    def mode_var(ny: int, nx: int):
-        if not hybrid:
-            return white_mode_variance(ny, nx)
-        if (ny, nx) not in mode_vars:
-            mode_vars[(ny, nx)] = hybrid_mode_variance(tables["cl_ell"], tables["cl"], ny, nx, pix, std)
-        return jnp.asarray(mode_vars[(ny, nx)])
-
-    def apply(p, kappa, sigma):
-        kappa = jnp.asarray(kappa, jnp.float32)
-        sigma = jnp.asarray(sigma, jnp.float32)
-        x = (kappa - mean) / std
-        r, _ = net.apply(p, {}, None, x, sigma / std, mode_var(*kappa.shape[-2:]))
-        return r / sigma[:, None, None]
-
-    def score(kappa, sigma):
-        return apply(params, kappa, sigma)
-
-    return LoadedPrior(score=score, apply=apply, params=params, pixel_size_arcmin=pix, npix=npix,
-                       sigma_min=smin, sigma_max=smax, metadata=meta)
-
-
-def _template(net, npix: int):
-    import jax
-
-    x = jnp.zeros((1, npix, npix), jnp.float32)
-    mv = jnp.ones((npix, npix), jnp.float32)
-    return jax.eval_shape(lambda: net.init(jax.random.PRNGKey(0), x, jnp.ones((1,), jnp.float32), mv))
+        return HybridPrior(**common, cl_ell=tables["cl_ell"], cl=tables["cl"])
+    return LearnedPrior(**common)

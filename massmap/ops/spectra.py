@@ -53,6 +53,11 @@ def mode_variance(cl_grid: np.ndarray | jnp.ndarray, pixel_size_arcmin: float):
     return cl_grid / pixel_area_sr(pixel_size_arcmin)
 
 
+def mode_variance_from_cl(ell: np.ndarray, cl: np.ndarray, ny: int, nx: int, pixel_size_arcmin: float) -> np.ndarray:
+    """Per-mode variance s_k = C_ℓ/ΔΩ on an (ny, nx) grid from a tabulated C_ℓ (float32; 0 at ℓ = 0)."""
+    return mode_variance(cl_on_grid(ell, cl, ny, nx, pixel_size_arcmin), pixel_size_arcmin).astype(np.float32)
+
+
 def gaussian_random_field(key: jax.Array, cl_grid: jnp.ndarray, pixel_size_arcmin: float,
                           batch_shape: tuple = ()) -> jnp.ndarray:
     """Zero-mean real Gaussian random field(s) with power ``cl_grid`` (as from :func:`cl_on_grid`).

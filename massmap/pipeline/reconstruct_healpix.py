@@ -1,14 +1,13 @@
 """``massmap reconstruct --geometry healpix``: shear catalog → curved-sky κ maps.
 
 Reads the catalog with the flat path's column mapping, selection and calibration
-(:func:`massmap.io.catalog.read_catalog`), bins it on HEALPix pixels (RING), and writes healpy-format
+(:func:`massmap.pipeline.inputs.read_shear_catalog`), bins it on HEALPix pixels (RING), and writes healpy-format
 maps: KAPPA_KS, KAPPA_KS_B, KAPPA_WIENER (harmonic space on the sphere), KAPPA_MEAN, KAPPA_STD,
 KAPPA_MAP, TILE_WEIGHT (flat-sky posterior on gnomonic tiles, :mod:`massmap.pipeline.reconstruct_tiles`),
 GAMMA1, GAMMA2 (native frame), NOISE_STD, MASK, COUNT.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,53 +15,20 @@ import healpy as hp
 import numpy as np
 from tqdm.auto import tqdm
 
-from massmap.config import Config, ConfigError
-from massmap.io.catalog import ShearCatalog, estimate_sigma_e, read_catalog
+from massmap.binning import HealpixShear, bin_shear_healpix
+from massmap.config import Config
+from massmap.errors import InputError
 from massmap.io.healpix import plot_healpix_maps, write_healpix_maps
 from massmap.io.maps import is_binned_shear
-from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
-from massmap.pipeline.reconstruct import parse_methods, signal_cl
+from massmap.io.output import check_output, provenance, write_config_sidecar
+from massmap.pipeline.inputs import parse_methods, read_shear_catalog, signal_cl
 from massmap.pipeline.reconstruct_tiles import TILE_METHODS, posterior_tiles
-from massmap.sphere.binning import HealpixShear, bin_shear_healpix
+from massmap.pipeline.wiener import uniform_noise, use_closed_form, warn_unconverged
 from massmap.sphere.harmonic import kaiser_squires_sphere
 from massmap.sphere.wiener import cl_at_multipoles, wiener_cg_sphere, wiener_harmonic
 
 
 METHODS_HEALPIX = ("ks", "wiener") + TILE_METHODS
-
-
-def load_shear_healpix(path: str | Path, config: Config) -> tuple[HealpixShear, dict[str, Any]]:
-    """Read and calibrate a FITS shear catalog and bin it at ``healpix.nside``."""
-    cat, info = read_catalog_healpix(path, config)
-    return bin_shear_healpix(cat, config.healpix.nside, info["sigma_e"]), info
-
-
-def read_catalog_healpix(path: str | Path, config: Config) -> tuple[ShearCatalog, dict[str, Any]]:
-    """Read and calibrate a FITS shear catalog; info holds the row counts and σ_e (given or estimated)."""
-    path = str(path)
-    if is_binned_shear(path):
-        raise InputError(f"'{path}' is a flat binned shear map; --geometry healpix needs a shear catalog")
-    cat = read_catalog(path, config.catalog)
-    if not np.any((cat.weight * cat.response[0] > 0) & (cat.weight * cat.response[1] > 0)):
-        raise InputError(f"catalog '{path}': no HEALPix pixel has data (every galaxy has zero calibrated "
-                         "weight w (1 + m) R)")
-    sigma_e = config.noise.sigma_e
-    if sigma_e is None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sigma_e = estimate_sigma_e(cat)
-        if not (np.isfinite(sigma_e) and sigma_e > 0):
-            raise InputError(f"catalog '{path}': the shape noise cannot be estimated (sigma_e = {sigma_e}); "
-                             "set noise.sigma_e")
-    info = {"input_kind": "catalog", "rows_read": cat.n_read, "rows_used": cat.n, "rows_dropped": cat.n_dropped,
-            "sigma_e": sigma_e, "notes": cat.notes}
-    return cat, info
-
-
-def is_uniform_full_sky(data: HealpixShear) -> bool:
-    """Every pixel observed with one noise level: the harmonic closed-form Wiener filter is exact."""
-    if not data.mask.all():
-        return False
-    return bool(np.ptp(data.noise_std) <= 1e-6 * np.max(data.noise_std))
 
 
 def compute_maps_healpix(data: HealpixShear, config: Config, methods: tuple[str, ...],
@@ -79,12 +45,9 @@ def compute_maps_healpix(data: HealpixShear, config: Config, methods: tuple[str,
         ell_tab, cl_tab, source = signal_cl(config, float(lmax))
         cl = cl_at_multipoles(ell_tab, cl_tab, lmax)
         info["wiener_cl"] = source
-        exact = is_uniform_full_sky(data)
-        solver = config.wiener.solver
-        if solver == "fourier" and not exact:
-            raise ConfigError("config key 'wiener.solver': 'fourier' (the harmonic closed form) needs every "
-                              "HEALPix pixel observed with uniform noise; use 'auto' or 'cg'")
-        if solver == "fourier" or (solver == "auto" and exact):
+        exact = uniform_noise(data.noise_std, data.mask)
+        if use_closed_form(config.wiener.solver, exact, "the harmonic closed form",
+                           "every HEALPix pixel observed with uniform noise"):
             var = float(np.mean(data.noise_std**2))
             klm = wiener_harmonic(data.g1, data.g2, var, cl, hc.iterations)
             info["wiener_solver"] = "harmonic closed form"
@@ -105,9 +68,7 @@ def compute_maps_healpix(data: HealpixShear, config: Config, methods: tuple[str,
                 bar.close()
             info.update(wiener_solver="conjugate gradients (harmonic space)", wiener_iterations=cg.iterations,
                         wiener_residual=cg.residual, wiener_converged=cg.converged)
-            if not cg.converged:
-                print(f"massmap: warning: Wiener CG stopped after {cg.iterations} iterations with relative "
-                      f"residual {cg.residual:.2e} > wiener.tol={config.wiener.tol:g}", file=sys.stderr)
+            warn_unconverged(cg, config.wiener.tol)
         out["KAPPA_WIENER"] = hp.alm2map(klm, data.nside, lmax=lmax)
     return out, info
 
@@ -123,13 +84,15 @@ def run_reconstruct_healpix(config: Config, input_path: str | Path, output: str 
     # 'all' means the harmonic methods: the tiled posterior is far costlier and is asked for by name
     methods = ("ks", "wiener") if method == "all" else parse_methods(method, METHODS_HEALPIX,
                                                                      where="with --geometry healpix")
-    cat, info = read_catalog_healpix(input_path, config)
-    data = bin_shear_healpix(cat, config.healpix.nside, info["sigma_e"])
+    if is_binned_shear(str(input_path)):
+        raise InputError(f"'{input_path}' is a flat binned shear map; --geometry healpix needs a shear catalog")
+    cat, sigma_e, info = read_shear_catalog(input_path, config, maps="HEALPix")
+    data = bin_shear_healpix(cat, config.healpix.nside, sigma_e)
     maps, run_info = compute_maps_healpix(data, config, methods, progress=progress)
     info.update(run_info)
     tables = {}
     if set(TILE_METHODS) & set(methods):
-        tile_maps, tile_info, tiles = posterior_tiles(cat, info["sigma_e"], data.mask, config, methods, progress)
+        tile_maps, tile_info, tiles = posterior_tiles(cat, sigma_e, data.mask, config, methods, progress)
         maps.update(tile_maps)
         info.update(tile_info)
         if tiles:

@@ -17,11 +17,13 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from massmap.binning import ShearCatalog, bin_shear
 from massmap.config import Config, ConfigError
-from massmap.io.catalog import ShearCatalog, bin_shear
+from massmap.config.healpix import tile_pixel_size
+from massmap.infer.sampler import posterior_moments
 from massmap.ops.spectra import ell_grid
-from massmap.pipeline.posterior import PIXEL_RTOL, network_multiple, posterior_maps, prior_name, resolve_prior
-from massmap.pipeline.reconstruct import mode_variance_on, signal_cl
+from massmap.pipeline.inputs import signal_prior
+from massmap.pipeline.posterior import PosteriorRun, learned_prior, posterior_key, posterior_maps
 from massmap.sphere.tiling import (mosaic_add, mosaic_average, mosaic_init, mosaic_mixture_std, oversampling,
                                    sample_tile_maps, tile_catalog, tile_centres, tile_footprint, tile_grid,
                                    tile_npix, tile_weights, unit_vectors)
@@ -30,28 +32,14 @@ TILE_METHODS = ("posterior", "map")
 MIN_TILE_WEIGHT = 0.05  # an observed pixel with less total tile weight is not covered by any tile interior
 
 
-def tile_pixel_size(config: Config, prior, nside: int) -> float:
-    """``healpix.tile_pixel_size_arcmin``, defaulting to the learned prior's pixel scale, else the HEALPix
-    pixel size; a ConfigError when it does not match a learned prior."""
-    given = config.healpix.tile_pixel_size_arcmin
-    if prior is None:
-        return float(given) if given is not None else float(np.degrees(hp.nside2resol(nside)) * 60.0)
-    pp = float(prior.pixel_size_arcmin)
-    if given is not None and abs(pp / given - 1.0) > PIXEL_RTOL:
-        raise ConfigError(f"config key 'healpix.tile_pixel_size_arcmin' ({given:g}) must equal the learned prior's "
-                          f"pixel scale ({pp:g} arcmin); leave it null or use --prior gaussian")
-    return pp
-
-
-def _tile_row(ra, dec, sub: ShearCatalog, binned, res: dict[str, Any]) -> dict[str, float]:
-    diag = res.get("DIAGNOSTICS", {})
-    rhat = [v for k, v in diag.items() if k.startswith("RHAT_") and np.isfinite(v)]
+def _tile_row(ra, dec, sub: ShearCatalog, binned, run: PosteriorRun) -> dict[str, float]:
+    info = run.posterior.info if run.posterior is not None else None
     return {"RA": ra, "DEC": dec, "N_GALAXIES": sub.n, "N_PIX_DATA": int(np.count_nonzero(binned.mask)),
-            "ACCEPTANCE": float(diag.get("ACCEPTANCE_DRAWS", np.nan)),
-            "DIVERGENT": int(diag.get("DIVERGENT_DRAWS", 0)),
-            "RHAT_MAX": float(max(rhat)) if rhat else np.nan,
-            "N_CHAINS_USED": int(diag.get("N_CHAINS_USED", 0)),
-            "SCORE_EVALS": float(res.get("n_score_evals", np.nan))}
+            "ACCEPTANCE": info.acceptance_draws if info else np.nan,
+            "DIVERGENT": info.divergent_draws if info else 0,
+            "RHAT_MAX": info.rhat_max if info else np.nan,
+            "N_CHAINS_USED": info.n_chains_used if info else 0,
+            "SCORE_EVALS": run.posterior.score_evals_per_sample if info else np.nan}
 
 
 def posterior_tiles(cat: ShearCatalog, sigma_e: float, mask: np.ndarray, config: Config,
@@ -64,9 +52,10 @@ def posterior_tiles(cat: ShearCatalog, sigma_e: float, mask: np.ndarray, config:
     hc = config.healpix
     wanted = tuple(m for m in TILE_METHODS if m in methods)
     nside = hp.npix2nside(np.asarray(mask).size)
-    prior = resolve_prior(config)
-    pix = tile_pixel_size(config, prior, nside)
-    n = tile_npix(hc.tile_size_deg, pix, config.pad, network_multiple(prior) or 2)
+    learned = learned_prior(config.posterior)
+    pix = tile_pixel_size(hc, learned.pixel_size_arcmin if learned is not None else None,
+                          float(np.degrees(hp.nside2resol(nside)) * 60.0))
+    n = tile_npix(hc.tile_size_deg, pix, config.pad, learned.grid_multiple if learned is not None else 2)
     if n < 8:
         raise ConfigError(f"config key 'healpix.tile_size_deg' ({hc.tile_size_deg:g}) holds only {n} pixels of "
                           f"{pix:g} arcmin per side; use larger tiles or smaller pixels (at least 8)")
@@ -85,8 +74,9 @@ def posterior_tiles(cat: ShearCatalog, sigma_e: float, mask: np.ndarray, config:
     names += ("KAPPA_MAP",) if "map" in wanted else ()
     mosaic = mosaic_init(nside, names)
     ny_pad = n + 2 * config.pad
-    ell_tab, cl_tab, cl_source = signal_cl(config, float(ell_grid(ny_pad, ny_pad, pix).max()))
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)  # the named key of posterior sampling
+    signal = signal_prior(config, pix, float(ell_grid(ny_pad, ny_pad, pix).max()))
+    prior = signal if learned is None else learned
+    key = posterior_key(config.seed)
     vectors = unit_vectors(cat.ra, cat.dec)
     rows = []
     bar = tqdm(total=len(grids), desc="posterior tiles", unit="tile", disable=not progress)
@@ -97,20 +87,17 @@ def posterior_tiles(cat: ShearCatalog, sigma_e: float, mask: np.ndarray, config:
             if not binned.mask.any():
                 bar.update(1)
                 continue
-            res = posterior_maps(binned.g1, binned.g2, binned.noise_std, binned.mask, pix, config.pad, config,
-                                 jax.random.fold_in(key, t), lambda a, b: mode_variance_on(ell_tab, cl_tab, a, b, pix),
-                                 prior=prior, methods=wanted, progress=False)
+            run = posterior_maps(binned, config.posterior, config.pad, jax.random.fold_in(key, t), prior,
+                                 reference=signal, methods=wanted, progress=False)
             fp = tile_footprint(grid, nside, hc.tile_size_deg, hc.tile_overlap_deg, k)
             values = {}
             if "posterior" in wanted:
-                s = sample_tile_maps(res["KAPPA_SAMPLES"], fp)
-                mu = s.mean(axis=0)
-                var = s.var(axis=0, ddof=1) if len(s) > 1 else np.zeros_like(mu)
-                values.update(KAPPA_MEAN=mu, KAPPA_SECOND=var + mu**2)
+                mu, sd = posterior_moments(sample_tile_maps(run.posterior.samples, fp))
+                values.update(KAPPA_MEAN=mu, KAPPA_SECOND=sd**2 + mu**2)
             if "map" in wanted:
-                values["KAPPA_MAP"] = sample_tile_maps(res["KAPPA_MAP"], fp)
+                values["KAPPA_MAP"] = sample_tile_maps(run.map.kappa, fp)
             mosaic_add(mosaic, fp, values)
-            rows.append(_tile_row(grid.center_ra, grid.center_dec, sub, binned, res))
+            rows.append(_tile_row(grid.center_ra, grid.center_dec, sub, binned, run))
             bar.update(1)
     finally:
         bar.close()
@@ -124,7 +111,7 @@ def posterior_tiles(cat: ShearCatalog, sigma_e: float, mask: np.ndarray, config:
     table = {name: np.array([r[name] for r in rows]) for name in (rows[0] if rows else ())}
     info = {"n_tiles": len(rows), "tile_npix": n, "tile_pixel_size_arcmin": pix, "tile_oversampling": k,
             "tile_size_deg": hc.tile_size_deg, "tile_overlap_deg": hc.tile_overlap_deg,
-            "prior": prior_name(prior), "signal_cl": cl_source}
+            "prior": prior.name, "signal_cl": signal.source}
     if rows and "posterior" in wanted:
         info["tile_acceptance_min"] = float(np.nanmin(table["ACCEPTANCE"]))
         info["tile_rhat_max"] = float(np.nanmax(table["RHAT_MAX"])) if np.isfinite(table["RHAT_MAX"]).any() else np.nan

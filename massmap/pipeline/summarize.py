@@ -179,7 +179,7 @@ def read_positions(path: str | Path, grid: FlatGrid) -> dict[str, np.ndarray]:
 
 def _signal_table(rcfg: Config, ny: int, nx: int, pix: float) -> tuple[np.ndarray, np.ndarray]:
     """The reconstruction's signal C_ℓ table, with the same ℓ range as compute_maps asks for."""
-    from massmap.pipeline.reconstruct import signal_cl
+    from massmap.pipeline.inputs import signal_cl
 
     ell, cl, _ = signal_cl(rcfg, float(ell_grid(ny + 2 * rcfg.pad, nx + 2 * rcfg.pad, pix).max()))
     return np.asarray(ell, np.float64), np.asarray(cl, np.float64)
@@ -203,7 +203,8 @@ def noise_statistics(recon: Reconstruction, config: Config, rcfg: Config, edges:
     """
     from massmap.ops.shear import kaiser_squires
     from massmap.ops.spectra import cl_on_grid
-    from massmap.pipeline.reconstruct import ShearData, compute_maps
+    from massmap.binning import BinnedShear
+    from massmap.pipeline.reconstruct import compute_maps
 
     sc = config.summarize
     g = recon.grid
@@ -228,7 +229,7 @@ def noise_statistics(recon: Reconstruction, config: Config, rcfg: Config, edges:
         idx = np.arange(start, min(start + chunk, sc.n_noise))
         n1, n2 = stats.shear_noise_realisations(key, im["GAMMA1"], im["GAMMA2"], im["NOISE_STD"],
                                                 recon.mask, idx, sc.noise_method)
-        data = ShearData(g, n1, n2, np.asarray(im["NOISE_STD"], np.float32), recon.mask.astype(np.uint8))
+        data = BinnedShear(g, n1, n2, np.asarray(im["NOISE_STD"], np.float32), recon.mask.astype(np.uint8))
         out, _ = compute_maps(data, ncfg, methods, cl_table=table if need_table else None)
         maps = {"ks": stats.gaussian_smooth(out["KAPPA_KS"], sig),
                 "ks_b": stats.gaussian_smooth(out["KAPPA_KS_B"], sig)}

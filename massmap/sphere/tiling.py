@@ -54,8 +54,8 @@ import healpy as hp
 import numpy as np
 from scipy import ndimage
 
-from massmap.geometry import FlatGrid
-from massmap.io.catalog import ShearCatalog
+from massmap.geometry import FlatGrid, circular_mean_deg
+from massmap.binning import ShearCatalog
 
 FD_STEP_DEG = 1e-4  # Dec step of the finite difference giving the projected local North
 
@@ -92,11 +92,6 @@ def angular_radius(half_width_deg: float) -> float:
     return float(np.arctan(np.sqrt(2.0) * np.radians(half_width_deg)))
 
 
-def _circular_mean_deg(angles: np.ndarray) -> float:
-    a = np.radians(angles)
-    return float(np.degrees(np.arctan2(np.mean(np.sin(a)), np.mean(np.cos(a)))) % 360.0)
-
-
 def tile_centres(mask: np.ndarray, size_deg: float, overlap_deg: float) -> tuple[np.ndarray, np.ndarray]:
     """(RA, Dec) in degrees of the tile centres covering the observed pixels of a HEALPix RING ``mask``."""
     mask = np.asarray(mask)
@@ -108,7 +103,7 @@ def tile_centres(mask: np.ndarray, size_deg: float, overlap_deg: float) -> tuple
     step = size_deg - overlap_deg
     half = step / 2.0
     lo, hi = float(dec_p.min()), float(dec_p.max())
-    ra0 = _circular_mean_deg(ra_p)
+    ra0 = circular_mean_deg(ra_p)
     cand: list[tuple[float, float]] = []
     if hi > 90.0 - half:
         cand.append((0.0, 90.0))

@@ -1,0 +1,349 @@
+"""The annealed posterior sampler: independent chains from σ_max to σ_min, draws, restarts, R̂ and ESS.
+
+:func:`sample_posterior` is a pure function of (key, padded shear, prior, settings) → :class:`PosteriorSamples`.
+Every chain c (key fold_in(key, c)) follows one policy (Remy et al. 2022, with the step-size rules of
+massmap.infer.annealed):
+
+1. start from a zero-mean draw of the σ_max-smoothed Gaussian of the preconditioner's spectrum;
+2. annealing: ``steps_per_level`` transitions at each level of the geometric schedule σ_max → σ_min,
+   the cached terms re-evaluated at each new σ, the step size adapted downwards only (ADAPT_DOWN);
+3. burn-in: ``burn_in`` transitions at σ_min with symmetric adaptation (ADAPT);
+4. draws: ``draws_per_chain`` = ⌈n_samples / chains⌉ draws, ``thin`` transitions apart, step size
+   frozen (FROZEN), each denoised by Tweedie's formula (``tweedie``) and cropped to the unpadded map.
+
+Chains run in vmapped chunks of ``chunk`` (memory only: a chain's numbers do not depend on its chunk).
+A chain whose draws or cached gradients are non-finite is run again with key fold_in(fold_in(key, c), r)
+for restart r ≤ ``max_restarts``, then dropped; if every chain is dropped, :class:`SamplingError`.
+Convergence: split-R̂ and ESS (massmap.infer.diagnostics) of three per-draw scalars (map variance,
+mean of the central quarter, peak) over the chains kept.
+
+The preconditioner's spectrum (massmap.infer.preconditioner.prior_spectrum) is probed with key
+fold_in(key, PROBE_KEY) for a learned prior.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from massmap.errors import SamplingError
+from massmap.infer.annealed import (ADAPT, ADAPT_DOWN, FROZEN, HMCState, annealed_hmc, denoise, init_position,
+                                    initial_log_step_size, run_level, sigma_schedule)
+from massmap.infer.diagnostics import effective_sample_size, split_rhat
+from massmap.infer.likelihood import PaddedShear, log_likelihood_and_grad, mean_weight
+from massmap.infer.preconditioner import PROBE_KEY, fourier_precision, prior_spectrum  # noqa: F401
+from massmap.ops.shear import crop_map
+
+SUMMARIES = ("VARIANCE", "CENTRE_MEAN", "PEAK")  # per-draw scalars whose R̂ and ESS are reported
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Everything the annealed sampler's numbers depend on (σ in κ units, steps in whitened units)."""
+
+    n_samples: int
+    chains: int
+    sigma_max: float
+    sigma_min: float
+    n_levels: int = 10
+    steps_per_level: int = 2
+    burn_in: int = 4
+    thin: int = 1
+    trajectory_length: float = 1.5708
+    leapfrog_steps: int | None = None
+    max_leapfrog_steps: int = 64
+    step_size: float | None = None  # initial whitened step size; None = 1.4 · d^(-1/4)
+    target_accept: float = 0.8
+    metropolis: bool = True
+    max_energy_error: float = 1000.0
+    tweedie: bool = True
+    max_restarts: int = 2
+    reduced_shear: bool = False
+
+    def __post_init__(self):
+        if self.n_samples < 1 or self.chains < 1:
+            raise ValueError(f"n_samples and chains must be >= 1, got {self.n_samples} and {self.chains}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min:g} and {self.sigma_max:g}")
+
+    @property
+    def draws_per_chain(self) -> int:
+        return math.ceil(self.n_samples / self.chains)
+
+    @property
+    def schedule(self) -> np.ndarray:
+        return sigma_schedule(self.sigma_max, self.sigma_min, self.n_levels)
+
+    def kernel(self) -> tuple:
+        """The settings the compiled HMC kernel depends on (a hashable key)."""
+        return (self.reduced_shear, self.trajectory_length, self.leapfrog_steps, self.max_leapfrog_steps,
+                self.metropolis, self.max_energy_error, self.target_accept)
+
+
+class ChainBatch(NamedTuple):
+    """A chunk of chains run together (leading axis: chain)."""
+
+    draws: np.ndarray  # (B, draws_per_chain, ny, nx), cropped and denoised
+    ok: np.ndarray  # (B,) every draw and cached gradient finite
+    n_evals: np.ndarray  # (B,) score evaluations
+    acceptance: np.ndarray  # (B, levels) mean acceptance rate per annealing level
+    step_size: np.ndarray  # (B, levels) step size at the end of each level
+    leapfrog: np.ndarray  # (B, levels) score evaluations per level
+    divergent: np.ndarray  # (B, levels)
+    draw_acceptance: np.ndarray  # (B,) mean acceptance while drawing
+    draw_divergent: np.ndarray  # (B,)
+    draw_step_size: np.ndarray  # (B,) the frozen step size
+
+
+class SamplerInfo(NamedTuple):
+    """Diagnostics of a posterior run: per annealing level (arrays of length n_levels) and overall."""
+
+    sigma: np.ndarray  # the schedule (float64)
+    acceptance: np.ndarray  # mean over chains kept
+    step_size: np.ndarray
+    leapfrog_steps: np.ndarray
+    divergent: np.ndarray  # summed over chains kept
+    acceptance_draws: float
+    step_size_draws: float
+    divergent_draws: int
+    n_chains: int
+    n_chains_used: int
+    draws_per_chain: int
+    n_failed_runs: int
+    n_restarts: int
+    n_dropped: int
+    n_score_evals: int  # all chains, failed runs included
+    rhat: dict  # summary name → split-R̂ (NaN with fewer than 4 draws per chain)
+    ess: dict  # summary name → ESS
+    sigma_max: float
+    sigma_min: float
+    prior: str
+    preconditioner: str
+
+    @property
+    def rhat_max(self) -> float:
+        finite = [v for v in self.rhat.values() if np.isfinite(v)]
+        return float(max(finite)) if finite else float("nan")
+
+
+class PosteriorSamples(NamedTuple):
+    """Posterior draws of κ on the unpadded grid, their moments and the run's diagnostics."""
+
+    samples: np.ndarray  # (n, ny, nx) float32
+    mean: np.ndarray  # (ny, nx) float32, float64 accumulation
+    std: np.ndarray  # (ny, nx) float32, ddof = 1 (0 for a single sample)
+    info: SamplerInfo | None  # None when the run was interrupted before it finished
+
+    @property
+    def score_evals_per_sample(self) -> float:
+        return self.info.n_score_evals / len(self.samples) if self.info is not None else float("nan")
+
+
+def posterior_moments(samples: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (ddof = 1; 0 for one sample) of draws along ``axis`` (float64).
+
+    The one place posterior moments are computed (sampler, Ctrl-C, HEALPix tiles, summaries).
+    """
+    samples = np.asarray(samples)
+    mean = samples.mean(axis=axis, dtype=np.float64)
+    if samples.shape[axis] > 1:
+        std = samples.std(axis=axis, ddof=1, dtype=np.float64)
+    else:
+        std = np.zeros_like(mean)
+    return mean, std
+
+
+def from_samples(samples: np.ndarray, info: SamplerInfo | None = None) -> PosteriorSamples:
+    """:class:`PosteriorSamples` of draws (n, ny, nx) with their moments (float32)."""
+    samples = np.asarray(samples, np.float32)
+    mean, std = posterior_moments(samples)
+    return PosteriorSamples(samples, mean.astype(np.float32), std.astype(np.float32), info)
+
+
+def _batched_score(prior) -> Callable:
+    def one_map(k, s):
+        return prior.score(k[None], jnp.reshape(jnp.asarray(s, jnp.float32), (1,)))[0]
+
+    return one_map
+
+
+@functools.lru_cache(maxsize=8)
+def build_level(kernel: tuple, prior) -> Callable:
+    """The jitted, chain-vmapped :func:`~massmap.infer.annealed.run_level` for ``prior`` and the kernel
+    settings ``SamplerSettings.kernel()`` (compiled once per shape; priors hash by identity)."""
+    reduced, traj, n_leap, max_leap, metropolis, max_err, target = kernel
+    score = _batched_score(prior)
+
+    def level(data, mode_var, keys, states, sigma, n_steps, mode, reinit):
+        alg = annealed_hmc(lambda k, s: log_likelihood_and_grad(k, data, s, reduced), score,
+                           lambda s: fourier_precision(mode_var, mean_weight(data, s), s),
+                           trajectory_length=traj, leapfrog_steps=n_leap, max_leapfrog_steps=max_leap,
+                           metropolis=metropolis, max_energy_error=max_err, target_accept=target)
+        return jax.vmap(lambda k, st: run_level(alg, k, st, sigma, n_steps, mode, reinit))(keys, states)
+
+    return jax.jit(level)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _draw(states: HMCState, tweedie: bool, pad: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Cropped (denoised) draws of a batch of chains and whether their cached gradients are finite."""
+    kappa = jax.vmap(denoise)(states) if tweedie else states.position
+    fields = jnp.stack([states.likelihood_grad, states.prior_score], axis=1)
+    return crop_map(kappa, pad), jnp.isfinite(fields).all(axis=(1, 2, 3))
+
+
+@jax.jit
+def _init_positions(keys: jax.Array, mode_var: jnp.ndarray, sigma) -> jnp.ndarray:
+    return jax.vmap(lambda k: init_position(k, mode_var, sigma))(keys)
+
+
+def run_chains(chain_keys: jax.Array, data: PaddedShear, prior, spectrum: jnp.ndarray, settings: SamplerSettings,
+               pad: int, on_step: Callable[[], None] | None = None) -> ChainBatch:
+    """Run a batch of chains from their keys (B, key) through annealing, burn-in and draws.
+
+    ``spectrum`` is the preconditioner's per-mode variance on the padded grid; ``on_step()`` is called
+    after every level and every draw (progress).
+    """
+    tick = on_step or (lambda: None)
+    level = build_level(settings.kernel(), prior)
+    schedule = settings.schedule
+    fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+    n_levels, n_draws = len(schedule), settings.draws_per_chain
+    b = chain_keys.shape[0]
+    sigma0 = jnp.float32(schedule[0])
+    pos = _init_positions(fold(chain_keys, 0), spectrum, sigma0)
+    zeros = jnp.zeros_like(pos)
+    log_eps0 = initial_log_step_size(int(np.prod(spectrum.shape)), settings.step_size)
+    # cached terms are filled by the first level's re-initialisation
+    states = HMCState(pos, jnp.zeros(b, jnp.float32), zeros, zeros, jnp.full(b, sigma0),
+                      jnp.full(b, log_eps0, jnp.float32))
+    evals = np.zeros(b, np.int64)
+    acc, eps, lf, div = (np.zeros((b, n_levels)) for _ in range(4))
+    for i, sigma in enumerate(schedule):
+        states, info = level(data, spectrum, fold(chain_keys, 1 + i), states, jnp.float32(sigma),
+                             settings.steps_per_level, ADAPT_DOWN, True)
+        acc[:, i], eps[:, i] = np.asarray(info.acceptance_rate), np.asarray(info.step_size)
+        lf[:, i], div[:, i] = np.asarray(info.n_evals), np.asarray(info.n_divergent)
+        evals += np.asarray(info.n_evals)
+        tick()
+    sigma_min = jnp.float32(schedule[-1])
+    if settings.burn_in > 0:
+        states, info = level(data, spectrum, fold(chain_keys, 1 + n_levels), states, sigma_min, settings.burn_in,
+                             ADAPT, False)
+        evals += np.asarray(info.n_evals)
+    ny, nx = (n - 2 * pad for n in data.g1.shape)
+    draws = np.empty((b, n_draws, ny, nx), np.float32)
+    ok = np.ones(b, bool)
+    draw_acc, draw_div = np.zeros(b), np.zeros(b)
+    for j in range(n_draws):
+        states, info = level(data, spectrum, fold(chain_keys, 2 + n_levels + j), states, sigma_min, settings.thin,
+                             FROZEN, False)
+        evals += np.asarray(info.n_evals)
+        draw_acc += np.asarray(info.acceptance_rate) / n_draws
+        draw_div += np.asarray(info.n_divergent)
+        kappa, finite = _draw(states, settings.tweedie, pad)
+        draws[:, j] = np.asarray(kappa)
+        ok &= np.asarray(finite)
+        tick()
+    ok &= np.isfinite(draws).all(axis=(1, 2, 3))
+    return ChainBatch(draws, ok, evals, acc, eps, lf, div, draw_acc, draw_div,
+                      np.asarray(jnp.exp(states.log_step_size)))
+
+
+def summaries(draws: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-draw scalar statistics of (..., ny, nx) maps for R̂ and ESS (see SUMMARIES)."""
+    ny, nx = draws.shape[-2:]
+    centre = draws[..., ny // 4: ny - ny // 4, nx // 4: nx - nx // 4]
+    return {"VARIANCE": draws.var(axis=(-2, -1)), "CENTRE_MEAN": centre.mean(axis=(-2, -1)),
+            "PEAK": draws.max(axis=(-2, -1))}
+
+
+def steps_per_run(settings: SamplerSettings) -> int:
+    """``on_step`` calls of one run of a chunk (levels + draws): the unit of a progress bar."""
+    return settings.n_levels + settings.draws_per_chain
+
+
+def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: SamplerSettings, *, pad: int,
+                     chunk: int = 10, reference=None, on_step: Callable[[], None] | None = None,
+                     on_restart: Callable[[int], None] | None = None,
+                     on_samples: Callable[[np.ndarray], None] | None = None) -> PosteriorSamples:
+    """Posterior draws of κ for padded shear ``data`` and ``prior`` (see the module docstring).
+
+    ``pad``: the padding of ``data`` (draws are cropped to the unpadded map). ``reference``: a Gaussian
+    prior whose spectrum preconditions a learned prior whose score cannot be probed. Callbacks:
+    ``on_step()`` after each level or draw of a chunk, ``on_restart(n)`` when n chains are re-run,
+    ``on_samples(batch)`` with each chunk's finished samples (k, ny, nx), in order. Same key → same samples.
+    """
+    shape = tuple(data.g1.shape)
+    schedule = settings.schedule
+    spectrum, how = prior_spectrum(prior, key, shape, settings.sigma_min, reference)
+    chains, chunk = settings.chains, min(chunk, settings.chains)
+    n_draws = settings.draws_per_chain
+    kept: list[ChainBatch] = []
+    kept_summaries: list[dict] = []
+    total_evals, restarts, dropped, failures, n_out = 0, 0, 0, 0, 0
+    samples = []
+    for start in range(0, chains, chunk):
+        pending = list(range(start, min(start + chunk, chains)))
+        results: dict[int, tuple] = {}
+        for attempt in range(settings.max_restarts + 1):
+            if not pending:
+                break
+            if attempt > 0:
+                restarts += len(pending)
+                if on_restart is not None:
+                    on_restart(len(pending))
+            ids = pending + [pending[0]] * (chunk - len(pending))  # pad the chunk; extras are discarded
+            keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, c), attempt) for c in ids])
+            out = run_chains(keys, data, prior, spectrum, settings, pad, on_step)
+            total_evals += int(out.n_evals[: len(pending)].sum())
+            still = []
+            for row, c in enumerate(pending):
+                if out.ok[row]:
+                    results[c] = tuple(field[row] for field in out)
+                else:
+                    failures += 1
+                    still.append(c)
+            pending = still
+        dropped += len(pending)
+        batch = []
+        for c in sorted(results):
+            chain = ChainBatch(*results[c])
+            kept.append(chain._replace(draws=None))  # per-draw scalars are kept; the maps are not kept twice
+            kept_summaries.append(summaries(chain.draws))
+            take = min(n_draws, settings.n_samples - n_out)
+            if take > 0:
+                batch.append(chain.draws[:take])
+                n_out += take
+        if batch:
+            batch_arr = np.concatenate(batch)
+            samples.append(batch_arr)
+            if on_samples is not None:
+                on_samples(batch_arr)
+    if not kept:
+        raise SamplingError(f"all {chains} posterior chains produced NaN/inf, even after "
+                            f"{settings.max_restarts} restarts each; check the prior and posterior.step_size")
+
+    def stack(name):
+        return np.stack([getattr(r, name) for r in kept])
+
+    rhat, ess = {}, {}
+    for name in SUMMARIES:
+        values = np.stack([s[name] for s in kept_summaries])
+        rhat[name] = float(split_rhat(values))
+        ess[name] = float(effective_sample_size(values))
+    info = SamplerInfo(
+        sigma=np.asarray(schedule, np.float64), acceptance=stack("acceptance").mean(0),
+        step_size=stack("step_size").mean(0), leapfrog_steps=stack("leapfrog").mean(0),
+        divergent=stack("divergent").sum(0), acceptance_draws=float(stack("draw_acceptance").mean()),
+        step_size_draws=float(stack("draw_step_size").mean()), divergent_draws=int(stack("draw_divergent").sum()),
+        n_chains=int(chains), n_chains_used=len(kept), draws_per_chain=int(n_draws), n_failed_runs=int(failures),
+        n_restarts=int(restarts), n_dropped=int(dropped), n_score_evals=int(total_evals), rhat=rhat, ess=ess,
+        sigma_max=float(settings.sigma_max), sigma_min=float(settings.sigma_min), prior=str(prior.name),
+        preconditioner=how)
+    return from_samples(np.concatenate(samples), info)

@@ -1,0 +1,135 @@
+"""The pieces of the annealed sampler in massmap.infer, each tested alone (no massmap.pipeline).
+
+Targets are Gaussian, where everything is known: leapfrog's energy error (second order in the step size,
+reversible), the step-size adaptation (reaches its target acceptance rate), the annealing schedule
+(geometric), the driver's restart of chains that produce NaN, and its failure when all do.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from massmap.errors import SamplingError
+from massmap.infer.annealed import ADAPT, annealed_hmc, leapfrog, run_level, sigma_schedule
+from massmap.infer.likelihood import log_likelihood_and_grad, mean_weight, pad_shear
+from massmap.infer.preconditioner import fourier_precision, prior_spectrum
+from massmap.infer.sampler import SamplerSettings, sample_posterior
+from massmap.ops.shear import kappa_to_shear
+from massmap.ops.spectra import cl_on_grid, gaussian_random_field
+from massmap.prior.gaussian import GaussianPrior
+
+PIX, N = 1.0, 16
+ELL = np.geomspace(10, 1e5, 200)
+CL = 1e-9 * (ELL / 1000.0) ** -1.2
+PRIOR = GaussianPrior(ELL, CL, PIX)
+
+
+def _data(seed=0, noise=0.01):
+    kappa = gaussian_random_field(jax.random.PRNGKey(seed), cl_on_grid(ELL, CL, N, N, PIX), PIX)
+    g1, g2 = (np.asarray(a) for a in kappa_to_shear(kappa))
+    rng = np.random.default_rng(seed)
+    g1, g2 = g1 + noise * rng.normal(size=g1.shape), g2 + noise * rng.normal(size=g2.shape)
+    return pad_shear(g1, g2, np.full((N, N), noise), np.ones((N, N)), 0), np.asarray(kappa)
+
+
+def _energy_error(eps, n_steps):
+    """|ΔH| of one leapfrog trajectory on −log π = ½ xᵀ x (unit mass): the exact Hamiltonian is conserved."""
+    x0 = jax.random.normal(jax.random.PRNGKey(1), (N, N))
+    p0 = jax.random.normal(jax.random.PRNGKey(2), (N, N))
+
+    def logl_and_grad(x, sigma):
+        return -0.5 * jnp.sum(x * x), -x
+
+    def zero(x, sigma):
+        return jnp.zeros_like(x)
+
+    ll0, g0 = logl_and_grad(x0, 0.0)
+    x1, p1, ll1, g1, s1, dlp, taken = leapfrog(x0, p0, ll0, g0, zero(x0, 0.0), eps, n_steps, 0.0, logl_and_grad,
+                                               zero, lambda p: p)
+    h0 = -ll0 + 0.5 * jnp.sum(p0 * p0)
+    h1 = -ll1 + 0.5 * jnp.sum(p1 * p1)
+    return float(jnp.abs(h1 - h0)), int(taken), (x0, p0, x1, p1, logl_and_grad, zero)
+
+
+def test_leapfrog_energy_error_is_second_order_and_reversible():
+    # a fixed integration time T = 1: the global energy error of leapfrog on a harmonic oscillator is
+    # O(ε²); halving ε must divide it by ≈ 4 (between 3 and 5: the ε⁴ term and float32 rounding)
+    e1, n1, _ = _energy_error(0.2, 5)
+    e2, n2, _ = _energy_error(0.1, 10)
+    assert (n1, n2) == (5, 10)
+    assert e1 < 0.05 * N * N * 0.2**2  # small against the kinetic energy scale
+    assert 3.0 < e1 / e2 < 5.0, (e1, e2)
+    # reversibility: integrating back from (x1, −p1) returns to x0 (float32 rounding, 1e-5 of |x| ~ 1)
+    _, _, (x0, p0, x1, p1, lg, zero) = _energy_error(0.1, 10)
+    ll1, g1 = lg(x1, 0.0)
+    xb, pb, *_ = leapfrog(x1, -p1, ll1, g1, zero(x1, 0.0), 0.1, 10, 0.0, lg, zero, lambda p: p)
+    np.testing.assert_allclose(np.asarray(xb), np.asarray(x0), atol=1e-5)
+
+
+def test_step_size_adaptation_reaches_its_target():
+    # preconditioned HMC on the Gaussian posterior of a 16² problem with the adaptation on: starting from a
+    # step size 4× too large, the mean acceptance over the last 100 of 200 transitions approaches the target
+    # (±0.1: the acceptance of single transitions is noisy, a binomial-like spread ~0.3/√100 plus the
+    # adaptation's own jitter)
+    data, _ = _data()
+    mode_var = jnp.asarray(PRIOR.mode_variance(N, N))
+    sigma = 1e-3
+    alg = annealed_hmc(lambda k, s: log_likelihood_and_grad(k, data, s), lambda k, s: PRIOR.score(k[None], s[None])[0],
+                       lambda s: fourier_precision(mode_var, mean_weight(data, s), s), target_accept=0.7)
+    state = alg.init(jnp.zeros((N, N)), sigma, np.log(4.0))
+    state, _ = jax.jit(lambda st: run_level(alg, jax.random.PRNGKey(0), st, sigma, 100, ADAPT, False))(state)
+    state, info = jax.jit(lambda st: run_level(alg, jax.random.PRNGKey(1), st, sigma, 100, ADAPT, False))(state)
+    assert abs(float(info.acceptance_rate) - 0.7) < 0.1, float(info.acceptance_rate)
+    assert float(info.step_size) < 4.0  # it came down from the start
+
+
+def test_sigma_schedule_is_geometric():
+    s = sigma_schedule(0.1, 1e-3, 5)
+    assert s.dtype == np.float32 and len(s) == 5
+    np.testing.assert_allclose([s[0], s[-1]], [0.1, 1e-3], rtol=1e-6)
+    np.testing.assert_allclose(s[1:] / s[:-1], np.full(4, 10 ** -0.5), rtol=1e-5)  # constant ratio
+    assert sigma_schedule(0.1, 1e-3, 1).tolist() == [pytest.approx(1e-3)]  # one level: σ_min alone
+    settings = SamplerSettings(n_samples=4, chains=2, sigma_max=0.1, sigma_min=1e-3, n_levels=5)
+    np.testing.assert_array_equal(settings.schedule, s)
+    assert settings.draws_per_chain == 2
+    with pytest.raises(ValueError, match="sigma_min"):
+        SamplerSettings(n_samples=4, chains=2, sigma_max=1e-3, sigma_min=0.1)
+
+
+class PoisonedPrior:
+    """The Gaussian prior, but its score is NaN where σ < ``below`` and κ[0, 0] > ``above``: some chains
+    reach that region (they are restarted with new keys), and with ``above`` = −∞ all of them do."""
+
+    name, pixel_size_arcmin, grid_multiple, sigma_min, sigma_max, kappa_std = "poisoned", PIX, 1, None, None, None
+
+    def __init__(self, below, above):
+        self.below, self.above = below, above
+
+    def mode_variance(self, ny, nx):
+        return None  # a 'learned' prior: the sampler probes it (and falls back to the reference)
+
+    def score(self, kappa, sigma):
+        out = PRIOR.score(kappa, sigma)
+        bad = (sigma < self.below) & (kappa[:, 0, 0] > self.above)
+        return jnp.where(bad[:, None, None], jnp.nan, out)
+
+
+def test_driver_restarts_nan_chains_and_fails_when_all_fail():
+    data, truth = _data(seed=3)
+    settings = SamplerSettings(n_samples=8, chains=8, sigma_max=0.05, sigma_min=2e-3, n_levels=4, burn_in=1,
+                               max_restarts=3)
+    # the posterior of κ[0, 0] is centred near its true value: about half of the chains cross it
+    poisoned = PoisonedPrior(below=0.01, above=float(truth[0, 0]))
+    # the probe of the score near κ = 0 sees NaN (κ[0,0] > 0 in half the probes): the reference spectrum is used
+    _, how = prior_spectrum(poisoned, jax.random.PRNGKey(0), (N, N), 2e-3, reference=PRIOR)
+    assert how.startswith("gaussian prior C_ell (")
+    res = sample_posterior(jax.random.PRNGKey(0), data, poisoned, settings, pad=0, chunk=8, reference=PRIOR)
+    info = res.info
+    assert info.n_failed_runs > 0 and info.n_restarts > 0  # detected and re-run
+    assert np.all(np.isfinite(res.samples)) and len(res.samples) == info.n_chains_used
+    assert info.n_chains_used == 8 - info.n_dropped
+    with pytest.raises(SamplingError, match="all 8 posterior chains"):
+        sample_posterior(jax.random.PRNGKey(0), data, PoisonedPrior(below=1.0, above=-np.inf), settings, pad=0,
+                         chunk=8, reference=PRIOR)
