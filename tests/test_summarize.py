@@ -18,7 +18,9 @@ from massmap.ops.shear import kappa_to_shear
 from massmap.ops.spectra import cl_on_grid, gaussian_random_field
 from massmap.binning import BinnedShear
 from massmap.pipeline.reconstruct import compute_maps, run_reconstruct
-from massmap.pipeline.summarize import noise_statistics, read_reconstruction, recorded_config, run_summarize
+from massmap.io.reconstruction import read_reconstruction, recorded_config
+from massmap.pipeline.noise import noise_statistics
+from massmap.pipeline.summarize import run_summarize
 from massmap.summarize import stats
 
 from conftest import write_table

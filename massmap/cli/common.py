@@ -8,8 +8,8 @@ import sys
 import click
 
 from massmap import __version__
-from massmap.config import ConfigError, load_config
-from massmap.io.output import InputError
+from massmap.config import load_config
+from massmap.errors import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED, ConfigError, InputError, SamplingError
 
 # Errors raised for bad user input: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, InputError, FileNotFoundError)
@@ -56,7 +56,8 @@ def resolve_config(config_files, overrides):
 
 
 def user_errors(f):
-    """Turn user-input errors into ``massmap: error: <one line>`` and exit status 2."""
+    """Turn user-input errors into ``massmap: error: <one line>`` and exit status 2, numerical failures
+    (SamplingError) into one line and exit status 3 (massmap.errors)."""
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
@@ -65,9 +66,12 @@ def user_errors(f):
         except USER_ERRORS as err:
             msg = str(err).splitlines()[0] if str(err) else err.__class__.__name__
             click.echo(f"massmap: error: {msg}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_INPUT)
+        except SamplingError as err:
+            click.echo(f"massmap: error: {str(err).splitlines()[0] if str(err) else 'sampling failed'}", err=True)
+            sys.exit(EXIT_RUN_FAILED)
         except KeyboardInterrupt as err:
             click.echo(f"massmap: {err}" if str(err) else "massmap: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper

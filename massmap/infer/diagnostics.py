@@ -19,8 +19,12 @@ import jax
 import jax.numpy as jnp
 
 
-def _split_chains(x: jnp.ndarray) -> jnp.ndarray:
+def _split_chains(x) -> jnp.ndarray | None:
+    """The 2·chains half-chains of draws (chains, draws, ...) as float32, or None with < 4 draws."""
+    x = jnp.asarray(x, jnp.float32)
     n = x.shape[1]
+    if n < 4:
+        return None
     half = n // 2
     x = x[:, n - 2 * half:]
     return jnp.concatenate([x[:, :half], x[:, half:]], axis=0)
@@ -29,10 +33,9 @@ def _split_chains(x: jnp.ndarray) -> jnp.ndarray:
 @jax.jit
 def split_rhat(x) -> jnp.ndarray:
     """Split-R̂ of draws (chains, draws, ...); ≈ 1 for converged chains."""
-    x = jnp.asarray(x, jnp.float32)
-    if x.shape[1] < 4:
-        return jnp.full(x.shape[2:], jnp.nan)
     xs = _split_chains(x)
+    if xs is None:
+        return jnp.full(jnp.shape(x)[2:], jnp.nan)
     n = xs.shape[1]
     w = jnp.mean(jnp.var(xs, axis=1, ddof=1), axis=0)
     b_over_n = jnp.var(jnp.mean(xs, axis=1), axis=0, ddof=1)
@@ -50,10 +53,9 @@ def _autocovariance(xc: jnp.ndarray) -> jnp.ndarray:
 @jax.jit
 def effective_sample_size(x) -> jnp.ndarray:
     """Multi-chain ESS of draws (chains, draws, ...) with Geyer's initial monotone sequence."""
-    x = jnp.asarray(x, jnp.float32)
-    if x.shape[1] < 4:
-        return jnp.full(x.shape[2:], jnp.nan)
     xs = _split_chains(x)
+    if xs is None:
+        return jnp.full(jnp.shape(x)[2:], jnp.nan)
     m, n = xs.shape[:2]
     means = jnp.mean(xs, axis=1, keepdims=True)
     acov = _autocovariance(xs - means)

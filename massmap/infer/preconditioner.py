@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from massmap.ops.fourier import fourier_multiply as fourier_apply  # F⁻¹ diag F x
+from massmap.ops.fourier import fourier_multiply as fourier_apply  # noqa: F401  (F⁻¹ diag F x, for annealed and map)
 
 PROBE_KEY = 2**31 - 1  # a run's key k probes a learned prior's spectrum with fold_in(k, PROBE_KEY)
 

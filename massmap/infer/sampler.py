@@ -36,7 +36,7 @@ from massmap.infer.annealed import (ADAPT, ADAPT_DOWN, FROZEN, HMCState, anneale
                                     initial_log_step_size, run_level, sigma_schedule)
 from massmap.infer.diagnostics import effective_sample_size, split_rhat
 from massmap.infer.likelihood import PaddedShear, log_likelihood_and_grad, mean_weight
-from massmap.infer.preconditioner import PROBE_KEY, fourier_precision, prior_spectrum  # noqa: F401
+from massmap.infer.preconditioner import fourier_precision, prior_spectrum
 from massmap.ops.shear import crop_map
 
 SUMMARIES = ("VARIANCE", "CENTRE_MEAN", "PEAK")  # per-draw scalars whose R̂ and ESS are reported

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from massmap.ops.fourier import fourier_multiply
+
 ARCMIN = np.pi / 180.0 / 60.0  # radians per arcmin
 
 
@@ -67,7 +69,7 @@ def gaussian_random_field(key: jax.Array, cl_grid: jnp.ndarray, pixel_size_arcmi
     ny, nx = cl_grid.shape
     white = jax.random.normal(key, batch_shape + (ny, nx), dtype=jnp.float32)
     amp = jnp.sqrt(jnp.asarray(mode_variance(cl_grid, pixel_size_arcmin), jnp.float32))
-    return jnp.fft.ifft2(jnp.fft.fft2(white) * amp).real.astype(jnp.float32)
+    return fourier_multiply(white, amp)
 
 
 def log_ell_bins(ny: int, nx: int, pixel_size_arcmin: float, n_bins: int = 12) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from massmap.ops.fourier import fourier_multiply
 from massmap.ops.shear import kappa_to_shear, shear_adjoint, shear_to_kappa
 
 
@@ -28,16 +29,12 @@ def wiener_fourier(g1: jnp.ndarray, g2: jnp.ndarray, mode_var: jnp.ndarray, nois
     """Closed-form Wiener map for uniform per-component noise variance and no mask (periodic)."""
     ke, _ = shear_to_kappa(g1, g2)
     filt = mode_var / (mode_var + noise_var)
-    return jnp.fft.ifft2(jnp.fft.fft2(ke) * filt).real.astype(jnp.float32)
+    return fourier_multiply(ke, filt)
 
 
 def wiener_fourier_variance(mode_var: jnp.ndarray, noise_var: float) -> jnp.ndarray:
     """Per-mode posterior variance (1/s + 1/σ²)⁻¹ = sσ²/(s + σ²) of the closed-form Wiener problem."""
     return mode_var * noise_var / (mode_var + noise_var)
-
-
-def _apply_fourier(x: jnp.ndarray, diag: jnp.ndarray) -> jnp.ndarray:
-    return jnp.fft.ifft2(jnp.fft.fft2(x) * diag).real
 
 
 class CGState(NamedTuple):
@@ -92,18 +89,18 @@ def _wiener_cg_solve(g1, g2, ninv, mode_var, tol, max_iter):
     sqrt_s = jnp.sqrt(mode_var)
 
     def apply_a(x):
-        s1, s2 = kappa_to_shear(_apply_fourier(x, sqrt_s))
-        return x + _apply_fourier(shear_adjoint(ninv * s1, ninv * s2), sqrt_s)
+        s1, s2 = kappa_to_shear(fourier_multiply(x, sqrt_s))
+        return x + fourier_multiply(shear_adjoint(ninv * s1, ninv * s2), sqrt_s)
 
     precond = 1.0 + mode_var * jnp.mean(ninv)
 
     def apply_minv(r):
-        return _apply_fourier(r, 1.0 / precond)
+        return fourier_multiply(r, 1.0 / precond)
 
-    b = _apply_fourier(shear_adjoint(ninv * g1, ninv * g2), sqrt_s)
+    b = fourier_multiply(shear_adjoint(ninv * g1, ninv * g2), sqrt_s)
     state = cg_run(apply_a, apply_minv, b, tol, max_iter)
     bnorm = jnp.maximum(jnp.linalg.norm(b), jnp.finfo(jnp.float32).tiny)
-    return _apply_fourier(state.x, sqrt_s), state.iteration, jnp.linalg.norm(state.r) / bnorm
+    return fourier_multiply(state.x, sqrt_s), state.iteration, jnp.linalg.norm(state.r) / bnorm
 
 
 def wiener_cg(g1: jnp.ndarray, g2: jnp.ndarray, inv_noise_var: jnp.ndarray, mode_var: jnp.ndarray,

@@ -12,7 +12,7 @@ from massmap.config import Config
 from massmap.io.diagnostics import diagnostics_table
 from massmap.io.maps import write_maps
 from massmap.io.output import check_output, provenance, write_config_sidecar
-from massmap.io.plots import plot_maps
+from massmap.plots.maps import plot_maps
 from massmap.ops.shear import crop_map, kaiser_squires, pad_map
 from massmap.ops.spectra import ell_grid
 from massmap.ops.wiener import wiener_cg, wiener_fourier

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from massmap.binning import HealpixShear, bin_shear_healpix
 from massmap.config import Config
 from massmap.errors import InputError
-from massmap.io.healpix import plot_healpix_maps, write_healpix_maps
+from massmap.io.healpix import write_healpix_maps
+from massmap.plots.healpix import plot_healpix_maps
 from massmap.io.maps import is_binned_shear
 from massmap.io.output import check_output, provenance, write_config_sidecar
 from massmap.pipeline.inputs import parse_methods, read_shear_catalog, signal_cl

@@ -2,7 +2,7 @@
 
 Used by ``massmap reconstruct --geometry healpix --method posterior|map``. The footprint (observed
 HEALPix pixels) is covered by tiles (:mod:`massmap.sphere.tiling`); each tile's galaxies, with shear
-rotated into the tile frame, are binned on its TAN grid (:func:`massmap.io.catalog.bin_shear`) and
+rotated into the tile frame, are binned on its TAN grid (:func:`massmap.binning.bin_shear`) and
 reconstructed by :func:`massmap.pipeline.posterior.posterior_maps` with the ``posterior`` section and
 ``pad`` of the config (the same prior, Gaussian or learned, for every tile). Tile results are
 reprojected and combined with the tiles' cos² taper weights: KAPPA_MEAN, KAPPA_STD (mixture std),

@@ -22,11 +22,11 @@ import numpy as np
 from massmap import __version__
 from massmap.config import ConfigError, dump_yaml, to_dict
 from massmap.io.datasets import MapSetWriter, read_metadata
-from massmap.io.output import InputError, atomic_path, provenance, write_config_sidecar
+from massmap.io.output import InputError, provenance, write_config_sidecar
+from massmap.plots.training import write_preview
 
 COSMOLOGY_KEYS = ("Omega_c", "Omega_b", "h", "sigma8", "n_s", "w0")
 N_ELL_TABLE = 128  # log-spaced ℓ nodes of the target C_ℓ table (log-log interpolation error < 0.1%)
-N_PREVIEW = 4  # maps shown in the PNG preview
 
 
 class Interrupted(KeyboardInterrupt):
@@ -287,48 +287,3 @@ def run_simulate(config, output: str | Path, overwrite: bool = False, resume: bo
     write_preview(preview_path(output), first, sim.pixel_size_arcmin, sim.kind,
                   sampler.attrs.get("lognormal_shift"), sampler.attrs.get("pixel_variance"))
     return output
-
-
-def write_preview(path: Path, maps: np.ndarray, pixel_size_arcmin: float, kind: str,
-                  shift: float | None = None, variance: float | None = None) -> Path:
-    """PNG: the first few maps and the one-point histogram of κ (with the model PDF) over ``maps``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = maps[:N_PREVIEW]
-    n = len(shown)
-    fig, axes = plt.subplots(1, n + 1, figsize=(3.2 * (n + 1), 3.3), constrained_layout=True)
-    size = maps.shape[-1] * pixel_size_arcmin
-    lim = float(np.percentile(np.abs(shown), 99.5)) or 1.0
-    for k, ax in enumerate(axes[:n]):
-        im = ax.imshow(shown[k], origin="lower", cmap="inferno", vmin=-lim, vmax=lim,
-                       extent=(0, size, 0, size))
-        ax.set_title(f"{kind} map {k}")
-        ax.set_xlabel("x [arcmin]")
-        if k == 0:
-            ax.set_ylabel("y [arcmin]")
-    fig.colorbar(im, ax=axes[:n], shrink=0.8, label="κ")
-    ax = axes[-1]
-    values = maps.ravel()
-    ax.hist(values, bins=80, density=True, histtype="step", color="k", label=f"{len(maps)} maps")
-    x = np.linspace(values.min(), values.max(), 400)
-    var = float(variance) if variance else float(values.var())
-    mu = 0.0 if variance else float(values.mean())  # model variance: zero-mean maps; else the sample's
-    ax.plot(x, np.exp(-0.5 * (x - mu) ** 2 / var) / np.sqrt(2 * np.pi * var), "C0--", label="Gaussian")
-    if shift:
-        sg2 = np.log1p(var / shift**2)
-        y = np.clip(x / shift + 1.0, 1e-300, None)
-        pdf = np.exp(-(np.log(y) + 0.5 * sg2) ** 2 / (2 * sg2)) / (y * shift * np.sqrt(2 * np.pi * sg2))
-        ax.plot(x, np.where(x > -shift, pdf, 0.0), "C3-", lw=1, label=f"lognormal λ={shift:.3g}")
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=max(1e-3 / np.sqrt(var), ax.get_ylim()[0]))
-    ax.set_xlabel("κ")
-    ax.set_ylabel("PDF")
-    ax.set_title("one-point PDF")
-    ax.legend(fontsize=7)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path

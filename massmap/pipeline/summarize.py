@@ -19,42 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
-from astropy.io import fits
-from astropy.wcs import WCS
-from tqdm import tqdm
 
-from massmap.config import Config, ConfigError, load_config
-from massmap.geometry import FlatGrid, grid_from_wcs
-from massmap.io.catalog import COLUMN_ALIASES, open_fits
-from massmap.io.maps import config_from_header, read_kappa_image, write_maps
+from massmap.config import Config
+from massmap.io.maps import config_from_header, write_maps
 from massmap.io.output import InputError, provenance, write_config_sidecar
-from massmap.ops.spectra import ell_grid
+from massmap.io.reconstruction import (METHOD_EXTS, Reconstruction, read_positions, read_reconstruction,
+                                       read_truth, recorded_config)
+from massmap.pipeline.noise import noise_statistics
 from massmap.summarize import stats
 
-# Extension holding each method's κ map, in report order, and how methods are called in figures.
-METHOD_EXTS = {"ks": "KAPPA_KS", "wiener": "KAPPA_WIENER", "posterior": "KAPPA_MEAN", "map": "KAPPA_MAP"}
+# How methods are called in figures (METHOD_EXTS: the extension of each method's κ map, report order).
 LABELS = {"ks": "Kaiser-Squires", "wiener": "Wiener", "posterior": "posterior mean", "map": "MAP"}
-NOISE_STREAM = 101  # fold_in tags of the realisation keys (named streams keep draws independent)
-SIGNAL_STREAM = 102
-
-
-@dataclass
-class Reconstruction:
-    """The content of a massmap reconstruction file."""
-
-    path: str
-    grid: FlatGrid
-    header: fits.Header
-    images: dict[str, np.ndarray]
-    tables: dict[str, dict[str, np.ndarray]]
-    methods: tuple[str, ...]
-    mask: np.ndarray
-
-    @property
-    def has_shear(self) -> bool:
-        return all(k in self.images for k in ("GAMMA1", "GAMMA2", "NOISE_STD"))
 
 
 @dataclass
@@ -69,188 +45,6 @@ class MethodSummary:
     @functools.cached_property
     def snr(self) -> np.ndarray | None:
         return None if self.std is None else stats.signal_to_noise(self.kappa, self.std)
-
-
-# ------------------------------------------------------------------ inputs
-
-def read_reconstruction(path: str | Path) -> Reconstruction:
-    """Read a reconstruction; one-line InputError if it is not one."""
-    path = str(path)
-    with open_fits(path) as hdul:
-        header = hdul[0].header.copy()
-        names = [h.name for h in hdul]
-        methods = tuple(m for m, ext in METHOD_EXTS.items() if ext in names)
-        if "KAPPA_MEAN" not in names and "KAPPA_SAMPLES" in names:
-            methods = tuple(m for m in METHOD_EXTS if m in methods or m == "posterior")
-        if not methods or header.get("ORIGIN") != "massmap" or "MMVERS" not in header:
-            raise InputError(f"'{path}' is not a massmap reconstruction (needs massmap provenance and one of "
-                             f"{', '.join(METHOD_EXTS.values())}, KAPPA_SAMPLES; found: "
-                             f"{', '.join(n for n in names if n != 'PRIMARY') or 'no extensions'})")
-        images, tables, wcs_hdr = {}, {}, None
-        for h in hdul[1:]:
-            if h.is_image and h.data is not None:
-                images[h.name] = np.asarray(h.data)
-                if wcs_hdr is None and h.name.startswith("KAPPA"):
-                    wcs_hdr, shape = h.header, h.data.shape[-2:]
-            elif isinstance(h, fits.BinTableHDU) and h.data is not None:
-                tables[h.name] = {c: np.asarray(h.data[c]) for c in h.columns.names}
-    if wcs_hdr is None:
-        raise InputError(f"'{path}' holds no κ image with a celestial WCS")
-    grid = grid_from_wcs(WCS(wcs_hdr), shape)
-    for k, a in images.items():
-        if a.shape[-2:] != shape or a.ndim not in (2, 3) or (a.ndim == 3 and k != "KAPPA_SAMPLES"):
-            raise InputError(f"'{path}': extension {k} has shape {a.shape}, expected {shape} "
-                             f"(or (n, {shape[0]}, {shape[1]}) for KAPPA_SAMPLES)")
-        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-            raise InputError(f"'{path}': extension {k} holds NaN or inf values")
-    mask = (images["MASK"] > 0) if "MASK" in images else np.ones(shape, bool)
-    if not mask.any():
-        raise InputError(f"'{path}': MASK has no pixel with data")
-    return Reconstruction(path, grid, header, images, tables, methods, mask)
-
-
-def recorded_config_dict(header: fits.Header) -> dict:
-    """The resolved config in a massmap primary header's HISTORY cards."""
-    return config_from_header(header)
-
-
-def recorded_config(recon: Reconstruction) -> Config:
-    """The config the reconstruction was made with (pad, Wiener settings, cosmology)."""
-    try:
-        return load_config(base=recorded_config_dict(recon.header))
-    except InputError as err:
-        raise InputError(f"'{recon.path}': {err}") from None
-    except ConfigError as err:
-        raise InputError(f"'{recon.path}': its recorded config is not valid here ({err})") from None
-
-
-def same_grid(a: FlatGrid, b: FlatGrid) -> bool:
-    """Same shape and pixel size, and b's pixel centres at a's (to 10⁻³ pixel)."""
-    if a.shape != b.shape or not np.isclose(a.pixel_size_arcmin, b.pixel_size_arcmin, rtol=1e-6):
-        return False
-    x = np.array([0.0, a.nx - 1.0, 0.0, a.nx - 1.0])
-    y = np.array([0.0, 0.0, a.ny - 1.0, a.ny - 1.0])
-    bx, by = b.world_to_pixel(*a.pixel_to_world(x, y))
-    return bool(np.all(np.abs(bx - x) < 1e-3) and np.all(np.abs(by - y) < 1e-3))
-
-
-def read_truth(path: str | Path, recon: Reconstruction) -> np.ndarray:
-    grid, kappa = read_kappa_image(path)
-    if not same_grid(recon.grid, grid):
-        def d(g):
-            return f"{g.ny}x{g.nx} at {g.pixel_size_arcmin:g} arcmin, centre ({g.center_ra:.5f}, {g.center_dec:.5f})"
-        raise InputError(f"truth map '{path}' is on another grid ({d(grid)}) than '{recon.path}' ({d(recon.grid)})")
-    return np.asarray(kappa, np.float64)
-
-
-def read_positions(path: str | Path, grid: FlatGrid) -> dict[str, np.ndarray]:
-    """RA/Dec (and NAME/ID when present) of a FITS table; nearest pixel and whether it is on the grid."""
-    path = str(path)
-    with open_fits(path) as hdul:
-        hdu = next((h for h in hdul if isinstance(h, (fits.BinTableHDU, fits.TableHDU))), None)
-        if hdu is None or hdu.data is None or len(hdu.data) == 0:
-            raise InputError(f"positions file '{path}' holds no table rows (expected a FITS table with RA, DEC)")
-        cols = {c.upper(): c for c in hdu.columns.names}
-
-        def find(role, aliases):
-            for a in aliases:
-                if a.upper() in cols:
-                    return cols[a.upper()]
-            if role is None:
-                return None
-            raise InputError(f"positions file '{path}' has no {role} column (tried {', '.join(aliases)}); "
-                             f"available: {', '.join(hdu.columns.names)}")
-
-        ra = np.asarray(hdu.data[find("RA", COLUMN_ALIASES["ra"])], np.float64)
-        dec = np.asarray(hdu.data[find("Dec", COLUMN_ALIASES["dec"])], np.float64)
-        name_col = find(None, ("NAME", "ID", "OBJECT", "CLUSTER"))
-        names = ([str(v).strip() for v in hdu.data[name_col]] if name_col
-                 else [f"#{i}" for i in range(len(ra))])
-    if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec)) and np.all(np.abs(dec) <= 90)):
-        raise InputError(f"positions file '{path}': RA/Dec must be finite with |Dec| <= 90")
-    x, y = grid.world_to_pixel(ra, dec)
-    ix, iy = np.floor(x + 0.5).astype(int), np.floor(y + 0.5).astype(int)
-    inside = (ix >= 0) & (ix < grid.nx) & (iy >= 0) & (iy < grid.ny)
-    return {"name": np.array(names), "ra": ra, "dec": dec, "x": x, "y": y,
-            "ix": np.clip(ix, 0, grid.nx - 1), "iy": np.clip(iy, 0, grid.ny - 1), "inside": inside}
-
-
-# ------------------------------------------------------------------ noise realisations
-
-def _signal_table(rcfg: Config, ny: int, nx: int, pix: float) -> tuple[np.ndarray, np.ndarray]:
-    """The reconstruction's signal C_ℓ table, with the same ℓ range as compute_maps asks for."""
-    from massmap.pipeline.inputs import signal_cl
-
-    ell, cl, _ = signal_cl(rcfg, float(ell_grid(ny + 2 * rcfg.pad, nx + 2 * rcfg.pad, pix).max()))
-    return np.asarray(ell, np.float64), np.asarray(cl, np.float64)
-
-
-def _noise_config(rcfg: Config, chunk: int) -> Config:
-    """The recorded config with CG's tolerance divided by √chunk: CG runs jointly on a chunk, so each
-    member meets wiener.tol."""
-    return dataclasses.replace(rcfg, wiener=dataclasses.replace(rcfg.wiener, tol=rcfg.wiener.tol / np.sqrt(chunk)))
-
-
-def noise_statistics(recon: Reconstruction, config: Config, rcfg: Config, edges: np.ndarray,
-                     progress: bool = True) -> dict[str, Any]:
-    """Per-pixel noise σ of the (smoothed) KS E/B and Wiener maps, and E/B spectra per realisation.
-
-    Noise-only binned shear (summarize.noise_method) goes through the reconstruction's own solvers
-    (massmap.pipeline.reconstruct.compute_maps with the recorded config), summarize.noise_chunk
-    realisations at a time. With summarize.null_signal, the shear of a Gaussian κ field with the
-    recorded signal C_ℓ is added to each noise realisation for a second set of KS B-mode spectra,
-    which then include the E→B leakage of the mask and the map edges.
-    """
-    from massmap.ops.shear import kaiser_squires
-    from massmap.ops.spectra import cl_on_grid
-    from massmap.binning import BinnedShear
-    from massmap.pipeline.reconstruct import compute_maps
-
-    sc = config.summarize
-    g = recon.grid
-    pix = g.pixel_size_arcmin
-    methods = ("ks", "wiener") if "wiener" in recon.methods else ("ks",)
-    sig = sc.smoothing_arcmin / pix
-    root = jax.random.PRNGKey(config.seed)
-    key, key_signal = jax.random.fold_in(root, NOISE_STREAM), jax.random.fold_in(root, SIGNAL_STREAM)
-    im = recon.images
-    spec = lambda m: stats.masked_spectrum(m, pix, edges, recon.mask)[1]  # noqa: E731
-    sums: dict[str, tuple] = {}
-    spectra: dict[str, list] = {"e": [], "b": [], "b_signal": []}
-    chunk = min(sc.noise_chunk, sc.n_noise)
-    need_table = "wiener" in methods and not rcfg.wiener.cl_file
-    table = _signal_table(rcfg, g.ny, g.nx, pix) if (sc.null_signal or need_table) else None
-    cl_grid = None
-    if sc.null_signal:
-        cl_grid = cl_on_grid(*table, g.ny + 2 * rcfg.pad, g.nx + 2 * rcfg.pad, pix)
-    bar = tqdm(total=sc.n_noise, desc="noise realisations", unit="map", disable=not progress, leave=False)
-    ncfg = _noise_config(rcfg, chunk)
-    for start in range(0, sc.n_noise, chunk):
-        idx = np.arange(start, min(start + chunk, sc.n_noise))
-        n1, n2 = stats.shear_noise_realisations(key, im["GAMMA1"], im["GAMMA2"], im["NOISE_STD"],
-                                                recon.mask, idx, sc.noise_method)
-        data = BinnedShear(g, n1, n2, np.asarray(im["NOISE_STD"], np.float32), recon.mask.astype(np.uint8))
-        out, _ = compute_maps(data, ncfg, methods, cl_table=table if need_table else None)
-        maps = {"ks": stats.gaussian_smooth(out["KAPPA_KS"], sig),
-                "ks_b": stats.gaussian_smooth(out["KAPPA_KS_B"], sig)}
-        if "KAPPA_WIENER" in out:
-            maps["wiener"] = np.asarray(out["KAPPA_WIENER"], np.float64)
-        for k, v in maps.items():
-            s1, s2 = sums.get(k, (0.0, 0.0))
-            sums[k] = (s1 + v.sum(axis=0), s2 + (v * v).sum(axis=0))
-        spectra["e"].append(spec(out["KAPPA_KS"]))
-        spectra["b"].append(spec(out["KAPPA_KS_B"]))
-        if cl_grid is not None:
-            s1, s2 = stats.signal_shear_realisations(key_signal, cl_grid, pix, rcfg.pad, recon.mask, idx)
-            spectra["b_signal"].append(spec(np.asarray(kaiser_squires(n1 + s1, n2 + s2, rcfg.pad)[1])))
-        bar.update(len(idx))
-    bar.close()
-    n = sc.n_noise
-    std = {k: np.sqrt(np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1)) for k, (s1, s2) in sums.items()}
-    res = {"std": std, "cl_e": np.concatenate(spectra["e"]), "cl_b": np.concatenate(spectra["b"])}
-    if cl_grid is not None:
-        res["cl_b_signal"] = np.concatenate(spectra["b_signal"])
-    return res
 
 
 # ------------------------------------------------------------------ the summary
@@ -361,7 +155,8 @@ def atomic_dir(out: Path):
 def run_summarize(config: Config, recon_path: str | Path, output_dir: str | Path, truth: str | Path | None = None,
                   positions: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> dict:
     """Summarize a reconstruction into ``output_dir`` (see the module docstring); returns the metrics."""
-    from massmap.summarize import plots, report
+    from massmap.plots import summary as plots
+    from massmap.summarize import report
 
     out = check_output_dir(output_dir, overwrite)
     recon = read_reconstruction(recon_path)
@@ -425,7 +220,7 @@ def run_summarize(config: Config, recon_path: str | Path, output_dir: str | Path
     metrics["provenance"] = prov
     metrics["recon_provenance"] = {k: recon.header.get(k) for k in ("MMVERS", "MMCMD", "DATE", "SEED")}
     try:
-        metrics["recon_config"] = recorded_config_dict(recon.header)
+        metrics["recon_config"] = config_from_header(recon.header)
     except InputError:
         metrics["recon_config"] = None
 

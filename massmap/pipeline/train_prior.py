@@ -20,12 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from massmap import __version__
 from massmap.config import ConfigError, dump_yaml, to_dict
 from massmap.io.checkpoints import checkpoint_paths, load_checkpoint, save_checkpoint
 from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
 from massmap.io.priors import write_prior
 from massmap.io.training_data import load_training_data, stack_regions
+from massmap.plots.training import write_denoise_plot, write_loss_plot
 from massmap.prior.augment import make_patch_source, sample_patches
 from massmap.prior.dsm import base_residual, white_mode_variance
 from massmap.prior.hybrid import empirical_cl, hybrid_mode_variance
@@ -292,70 +292,3 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
         if p.exists():
             p.unlink()
     return TrainPriorResult(output, plot, denoise_plot_path(output), metrics)
-
-
-def write_loss_plot(path: Path, history: dict, sigma: np.ndarray, per_map: np.ndarray, white: np.ndarray,
-                    title: str) -> Path:
-    """Loss curves (train: per step and running mean; validation: EMA) and validation loss vs σ."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from massmap.io.output import atomic_path
-
-    steps, loss = history["train_step"], history["train_loss"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.plot(steps, loss, color="0.75", lw=0.5, label="train (per step)")
-    w = max(1, len(loss) // 50)
-    if len(loss) >= w:
-        run = np.convolve(loss, np.ones(w) / w, mode="valid")
-        a.plot(steps[w - 1:], run, color="C0", label=f"train (running mean, {w} steps)")
-    a.plot(history["val_step"], history["val_loss"], "o-", color="C3", ms=3, label="validation (EMA)")
-    a.set_yscale("log")
-    a.set_xlabel("step")
-    a.set_ylabel("DSM loss  E|u + r|² / N")
-    a.legend(fontsize=8)
-    b.semilogx(sigma, per_map, ".", color="C3", label="network (validation maps)")
-    b.semilogx(sigma, white, ".", color="0.6", ms=3, label="analytic base term alone")
-    b.axhline(1.0, color="k", lw=0.8, ls=":", label="zero score")
-    b.set_xlabel("σ (κ units)")
-    b.set_ylabel("DSM loss per map")
-    b.legend(fontsize=8)
-    fig.suptitle(f"massmap {__version__} train-prior: {title}")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
-
-
-def write_denoise_plot(path: Path, noisy: np.ndarray, denoised: np.ndarray, truth: np.ndarray,
-                       sigmas: list[float], title: str) -> Path:
-    """Rows of (noisy κ + σu, Tweedie-denoised κ + σ² s_θ, truth) with rms errors, one per σ."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from massmap.io.output import atomic_path
-
-    lim = float(np.percentile(np.abs(truth[0]), 99.5)) or 1.0
-    fig, axes = plt.subplots(len(sigmas), 3, figsize=(9, 3 * len(sigmas)), squeeze=False)
-    for i, s in enumerate(sigmas):
-        err_n = float(np.sqrt(np.mean((noisy[i] - truth[i]) ** 2)))
-        err_d = float(np.sqrt(np.mean((denoised[i] - truth[i]) ** 2)))
-        for j, (img, name) in enumerate(((noisy[i], f"noisy, σ = {s:.3g} (rms err {err_n:.3g})"),
-                                         (denoised[i], f"denoised (rms err {err_d:.3g})"),
-                                         (truth[i], "truth"))):
-            ax = axes[i, j]
-            im = ax.imshow(img, origin="lower", cmap="inferno", vmin=-lim, vmax=lim)
-            ax.set_title(name, fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.colorbar(im, ax=axes[i].tolist(), shrink=0.8, label="κ")
-    fig.suptitle(f"massmap {__version__} train-prior: Tweedie denoising of a validation patch ({title})", fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return path

@@ -1,6 +1,6 @@
 """The HTML report of ``massmap summarize``: one file, inline CSS, figures as relative links to PNGs.
 
-Built from the JSON-ready metrics dict and the figure list of massmap.summarize.plots; nothing is
+Built from the JSON-ready metrics dict and the figure list of massmap.plots.summary; nothing is
 fetched from outside the output folder.
 """
 from __future__ import annotations
