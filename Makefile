@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean experiment default-prior prior
+.PHONY: venv demo test bench clean experiment default-prior prior slurm
 
 venv: $(STAMP)
 
@@ -76,8 +76,15 @@ $(EXP)/summary/metrics.json: $(EXP)/recon.fits $(EXP)/stage-summarize.yaml
 	$(MM) summarize $(EXP)/recon.fits $(if $(wildcard $(EXP)/truth.fits),--truth $(EXP)/truth.fits) \
 	    -o $(EXP)/summary $(SET) --overwrite
 
+# The suite's SLURM (single node on localhost) is installed and started by tests/slurm/setup.sh when run
+# as root; elsewhere it says why not and the SLURM tests skip with that reason.
 test: $(STAMP)
+	bash tests/slurm/setup.sh
 	$(PY) -m pytest -q tests
+
+# A local single-node SLURM to try `massmap tiles submit` on (root; Debian packages).
+slurm:
+	bash tests/slurm/setup.sh
 
 # The shipped default score prior (massmap/data/priors/default.h5), from the project's own simulations.
 prior: default-prior

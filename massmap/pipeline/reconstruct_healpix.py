@@ -74,6 +74,20 @@ def compute_maps_healpix(data: HealpixShear, config: Config, methods: tuple[str,
     return out, info
 
 
+def parse_healpix_methods(method: str) -> tuple[str, ...]:
+    """``--method`` with --geometry healpix: 'all' is ks,wiener (the tiled posterior is asked for by name)."""
+    return ("ks", "wiener") if method == "all" else parse_methods(method, METHODS_HEALPIX,
+                                                                  where="with --geometry healpix")
+
+
+def read_healpix_shear(input_path: str | Path, config: Config):
+    """(catalog, σ_e, HealpixShear at healpix.nside, info) of a shear catalog."""
+    if is_binned_shear(str(input_path)):
+        raise InputError(f"'{input_path}' is a flat binned shear map; --geometry healpix needs a shear catalog")
+    cat, sigma_e, info = read_shear_catalog(input_path, config, maps="HEALPix")
+    return cat, sigma_e, bin_shear_healpix(cat, config.healpix.nside, sigma_e), info
+
+
 def run_reconstruct_healpix(config: Config, input_path: str | Path, output: str | Path, method: str = "all",
                             overwrite: bool = False, plot: bool = True, progress: bool = False) -> dict[str, Any]:
     """Read the catalog, compute the requested HEALPix maps, write OUT.fits (+ .config.yaml, .png).
@@ -82,13 +96,8 @@ def run_reconstruct_healpix(config: Config, input_path: str | Path, output: str 
     methods). ``progress``: tqdm bars (Wiener CG iterations, posterior tiles).
     """
     out_path = check_output(output, overwrite)
-    # 'all' means the harmonic methods: the tiled posterior is far costlier and is asked for by name
-    methods = ("ks", "wiener") if method == "all" else parse_methods(method, METHODS_HEALPIX,
-                                                                     where="with --geometry healpix")
-    if is_binned_shear(str(input_path)):
-        raise InputError(f"'{input_path}' is a flat binned shear map; --geometry healpix needs a shear catalog")
-    cat, sigma_e, info = read_shear_catalog(input_path, config, maps="HEALPix")
-    data = bin_shear_healpix(cat, config.healpix.nside, sigma_e)
+    methods = parse_healpix_methods(method)
+    cat, sigma_e, data, info = read_healpix_shear(input_path, config)
     maps, run_info = compute_maps_healpix(data, config, methods, progress=progress)
     info.update(run_info)
     tables = {}
@@ -98,6 +107,12 @@ def run_reconstruct_healpix(config: Config, input_path: str | Path, output: str 
         info.update(tile_info)
         if tiles:
             tables["TILES"] = tiles
+    return write_healpix_reconstruction(out_path, config, input_path, data, methods, maps, info, tables, plot)
+
+
+def write_healpix_reconstruction(out_path: Path, config: Config, input_path: str | Path, data, methods, maps: dict,
+                                 info: dict, tables: dict, plot: bool, extra_inputs: dict | None = None) -> dict:
+    """Write the HEALPix reconstruction file (+ .config.yaml, .png) with its provenance; returns ``info``."""
     hc = config.healpix
     columns = dict(maps)
     columns.update(GAMMA1=data.g1, GAMMA2=data.g2, NOISE_STD=data.noise_std, MASK=data.mask,
@@ -105,6 +120,7 @@ def run_reconstruct_healpix(config: Config, input_path: str | Path, output: str 
     inputs = {"input": Path(input_path).name, "methods": ",".join(methods), "geometry": "healpix"}
     inputs.update({k: v for k, v in info.items() if k in ("rows_read", "rows_used", "sigma_e", "wiener_iterations",
                                                            "wiener_residual", "n_tiles", "prior")})
+    inputs.update(extra_inputs or {})
     cards = {"LMAX": (info["lmax"], "largest multipole of the transforms"),
              "FWHM": (hc.smoothing_fwhm_arcmin, "[arcmin] Gaussian smoothing of KAPPA_KS(_B)"),
              "SHEARFRM": ("NATIVE", "shear frame: +x West, +y North; Q=-G1, U=G2")}

@@ -1,0 +1,74 @@
+"""Submitting a tile batch to SLURM: render the sbatch templates of configs/slurm/ and call ``sbatch``.
+
+``tiles-array.sbatch`` is an array over the plan's tiles (``--array=0-(n-1)%parallel``; each task runs
+``python -m massmap tiles run RUN``, index from $SLURM_ARRAY_TASK_ID); ``tiles-merge.sbatch`` runs
+``massmap tiles merge`` once all of them succeeded (``--dependency=afterok:ARRAY``). Templates mark
+their fields as @NAME@; the rendered scripts are kept in RUN/slurm/ next to the task logs. With
+``only`` (tile indices), only those tasks are submitted (the array spec is the list).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from massmap.errors import InputError
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "configs" / "slurm"  # in a clone of the repository
+
+
+def render(template: str, **fields: Any) -> str:
+    """``template`` with every @NAME@ replaced by ``fields[name.lower()]`` (InputError on a field left)."""
+    out = template
+    for name, value in fields.items():
+        out = out.replace(f"@{name.upper()}@", str(value))
+    left = sorted(set(re.findall(r"@([A-Z_]+)@", out)))
+    if left:
+        raise InputError(f"sbatch template field(s) without a value: {', '.join(left)}")
+    return out
+
+
+def _sbatch(script: Path, *args: str) -> str:
+    exe = shutil.which("sbatch")
+    if exe is None:
+        raise InputError("sbatch is not on PATH: SLURM is not installed here (see docs/cluster.md)")
+    res = subprocess.run([exe, "--parsable", *args, str(script)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise InputError(f"sbatch {script.name} failed: {(res.stderr or res.stdout).strip().splitlines()[-1]}")
+    return res.stdout.strip().split(";")[0]
+
+
+def submit_tiles(run_dir: str | Path, n_tiles: int, output: str | Path, *, only: Sequence[int] | None = None,
+                 parallel: int = 64, cpus: int = 1, mem_per_cpu: str = "2G", time: str = "04:00:00",
+                 extra: Sequence[str] = (), overwrite: bool = False, merge: bool = True,
+                 templates: str | Path | None = None) -> dict[str, Any]:
+    """Submit the array (and the dependent merge job); returns the job ids and the rendered scripts."""
+    run_dir = Path(run_dir).resolve()
+    folder = Path(templates) if templates is not None else TEMPLATES
+    if not (folder / "tiles-array.sbatch").exists():
+        raise InputError(f"no sbatch templates in '{folder}' (tiles-array.sbatch, tiles-merge.sbatch); "
+                         "pass --templates configs/slurm from a clone of massmap")
+    (run_dir / "slurm").mkdir(exist_ok=True)
+    common = dict(run=run_dir, python=sys.executable, cpus=cpus, mem_per_cpu=mem_per_cpu, time=time,
+                  extra="\n".join(f"#SBATCH {e}" for e in extra))
+    array = render((folder / "tiles-array.sbatch").read_text(), last=n_tiles - 1, parallel=parallel, **common)
+    if only is not None:
+        bad = [i for i in only if not 0 <= i < n_tiles]
+        if bad:
+            raise InputError(f"task index {bad[0]} is out of range: the plan has {n_tiles} tiles")
+        spec = ",".join(str(i) for i in sorted(set(only)))
+        array = array.replace(f"#SBATCH --array=0-{n_tiles - 1}%{parallel}", f"#SBATCH --array={spec}%{parallel}")
+    array_script = run_dir / "slurm" / "tiles-array.sbatch"
+    array_script.write_text(array)
+    out = {"array_job": _sbatch(array_script), "array_script": str(array_script)}
+    if merge:
+        merge_text = render((folder / "tiles-merge.sbatch").read_text(), output=Path(output).resolve(),
+                            overwrite="--overwrite" if overwrite else "", **common)
+        merge_script = run_dir / "slurm" / "tiles-merge.sbatch"
+        merge_script.write_text(merge_text)
+        out["merge_job"] = _sbatch(merge_script, f"--dependency=afterok:{out['array_job']}")
+        out["merge_script"] = str(merge_script)
+    return out
