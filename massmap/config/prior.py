@@ -83,3 +83,16 @@ class PriorConfig:
             raise _err("final_lr_fraction", f"must be in [0, 1], got {self.final_lr_fraction}")
         if not 0 <= self.ema_decay < 1:
             raise _err("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+
+
+SIGMA_MIN_FRACTION, SIGMA_MAX_FRACTION = 0.01, 10.0  # null prior.sigma_min / sigma_max, × training κ std
+
+
+def training_sigma_range(pc: PriorConfig, kappa_std: float) -> tuple[float, float]:
+    """The resolved (``prior.sigma_min``, ``prior.sigma_max``) in κ units: given, else 0.01 and 10 × the
+    training maps' κ standard deviation; ConfigError unless sigma_min < sigma_max."""
+    lo = pc.sigma_min if pc.sigma_min is not None else SIGMA_MIN_FRACTION * kappa_std
+    hi = pc.sigma_max if pc.sigma_max is not None else SIGMA_MAX_FRACTION * kappa_std
+    if not lo < hi:
+        raise ConfigError(f"config key 'prior.sigma_min' ({lo:g}) must be < prior.sigma_max ({hi:g})")
+    return float(lo), float(hi)

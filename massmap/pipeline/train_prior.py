@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from massmap.config import ConfigError, dump_yaml, to_dict
+from massmap.config import dump_yaml, to_dict
+from massmap.config.prior import training_sigma_range
 from massmap.io.checkpoints import checkpoint_paths, load_checkpoint, save_checkpoint
 from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
 from massmap.io.priors import write_prior
@@ -141,10 +142,7 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
     std = float(np.sqrt(var))
     if not std > 0:
         raise InputError(f"training maps ({data.files[0]}, ...) are constant: nothing to learn")
-    sigma_min = pc.sigma_min if pc.sigma_min is not None else 0.01 * std
-    sigma_max = pc.sigma_max if pc.sigma_max is not None else 10.0 * std
-    if not sigma_min < sigma_max:
-        raise ConfigError(f"config key 'prior.sigma_min' ({sigma_min:g}) must be < prior.sigma_max ({sigma_max:g})")
+    sigma_min, sigma_max = training_sigma_range(pc, std)
     spec, hyper = train_spec(pc, std, sigma_min, sigma_max)
 
     train_arr, train_sizes = stack_regions(data.train)
