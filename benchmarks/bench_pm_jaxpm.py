@@ -33,12 +33,13 @@ def _initial_field(mesh: int, box: float, seed: int):
     import jax
     import jax.numpy as jnp
 
+    from massmap.config.physics import cosmology_of
     from massmap.config.schema import CosmologyConfig
     from massmap.cosmology import linear_power
     from massmap.sim.lpt import linear_modes
 
     k = np.geomspace(1e-4, 2 * np.pi / box * mesh * 2, 512)
-    pk = linear_power(CosmologyConfig(), k)
+    pk = linear_power(cosmology_of(CosmologyConfig()), k)
     dk = linear_modes(jax.random.PRNGKey(seed), mesh, box, jnp.asarray(k, jnp.float32), jnp.asarray(pk, jnp.float32))
     return dk, jnp.fft.irfftn(dk, s=(mesh,) * 3)
 
@@ -46,7 +47,8 @@ def _initial_field(mesh: int, box: float, seed: int):
 def run_massmap(mesh, box, seed, n_steps, out, n_comp):
     import jax
 
-    from massmap.config.pm import PMConfig
+    from massmap.config.physics import cosmology_of
+    from massmap.config.pm import PMConfig, pm_params_of
     from massmap.config.schema import CosmologyConfig
     from massmap.cosmology import growth_factors, hubble_e
     from massmap.sim.integrate import kdk_factors, pm_integrator
@@ -54,8 +56,8 @@ def run_massmap(mesh, box, seed, n_steps, out, n_comp):
     from massmap.sim.pm import density_contrast
     from massmap.sim.raytrace import FORCE_DECONVOLUTION, step_schedule
 
-    cosmo = CosmologyConfig()
-    pmc = PMConfig(box_size=box, mesh=mesh, n_steps=n_steps, a_init=0.1)
+    cosmo = cosmology_of(CosmologyConfig())
+    pmc = pm_params_of(PMConfig(box_size=box, mesh=mesh, n_steps=n_steps, a_init=0.1))
     dk, _ = _initial_field(mesh, box, seed)
     g = growth_factors(cosmo, 0.1)
     fac = LPTFactors(0.1, float(hubble_e(cosmo, 0.1)), float(g.d1), float(g.f1), float(g.d2), float(g.f2))
@@ -80,16 +82,15 @@ def run_massmap(mesh, box, seed, n_steps, out, n_comp):
 def run_jaxpm(mesh, box, seed, n_steps, out, n_comp):
     import jax
     import jax.numpy as jnp
-    import jax_cosmo as jc
     from jax.experimental.ode import odeint
     from jaxpm.painting import cic_paint
     from jaxpm.pm import lpt, make_ode_fn, pm_forces
 
+    from massmap.config.physics import cosmology_of
     from massmap.config.schema import CosmologyConfig
+    from massmap.cosmology import jc_cosmology
 
-    c = CosmologyConfig()
-    cosmo = jc.Cosmology(Omega_c=c.Omega_c, Omega_b=c.Omega_b, h=c.h, sigma8=c.sigma8, n_s=c.n_s, w0=c.w0,
-                         Omega_k=0.0, wa=0.0)
+    cosmo = jc_cosmology(cosmology_of(CosmologyConfig()))  # flat wCDM, Omega_k = 0, wa = 0
     _, init = _initial_field(mesh, box, seed)
     shape = (mesh,) * 3
     particles = jnp.stack(jnp.meshgrid(*[jnp.arange(mesh, dtype=jnp.float32)] * 3, indexing="ij"),

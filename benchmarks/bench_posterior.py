@@ -49,7 +49,7 @@ def worker(n: int, chains: int, draws: int, prior_path: str | None = None) -> di
 
     base = massmap.load_config()
     ell = np.geomspace(1.0, 1.5 * ell_grid(n, n, PIX).max(), 200)
-    cl = massmap.kappa_cl(base.cosmology, base.sources, ell)
+    cl = massmap.kappa_cl(massmap.cosmology_of(base.cosmology), massmap.sources_of(base.sources), ell)
     gaussian = massmap.GaussianPrior(ell, cl, PIX, "jax-cosmo Limber halofit")
 
     sigma_n = SIGMA_E / np.sqrt(N_GAL * PIX**2)

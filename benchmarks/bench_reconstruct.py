@@ -466,12 +466,13 @@ PLAN = ([("ks_massmap", n) for n in SIZES] + [("ks_massmap_jit", n) for n in SIZ
 def benchmark_cl(path: str) -> None:
     """Signal C_ℓ (jax-cosmo Limber halofit, default massmap cosmology and n(z)) saved as a 2×k table."""
     from massmap.config import load_config
+    from massmap.config.physics import cosmology_of, sources_of
     from massmap.cosmology import kappa_cl
 
     cfg = load_config()
     ell_max = 2 * np.pi * 0.5 * math.sqrt(2) / (PIX_ARCMIN * np.pi / 180 / 60)  # corner of the FFT grid
     ell = np.geomspace(1.0, 1.5 * ell_max, 48)  # log-log interpolated onto the grids
-    np.save(path, np.vstack([ell, kappa_cl(cfg.cosmology, cfg.sources, ell)]))
+    np.save(path, np.vstack([ell, kappa_cl(cosmology_of(cfg.cosmology), sources_of(cfg.sources), ell)]))
 
 
 def main(argv=None) -> int:

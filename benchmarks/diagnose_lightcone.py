@@ -45,14 +45,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from massmap.config.physics import cosmology_of, sources_of
 from massmap.config.schema import CosmologyConfig, SourcesConfig
-from massmap.cosmology import C_OVER_H0, linear_power, nonlinear_power, scale_factor_at_distance
+from massmap.cosmology import C_OVER_H0, Cosmology, linear_power, nonlinear_power, scale_factor_at_distance
 from massmap.ops.spectra import ARCMIN, power_spectrum
 from massmap.sim.lightcone import born_weights, lens_planes, plane_kappa, replica_transforms, source_distances
 from massmap.sim.pm import cic_window
 
 
-def power_table(cosmo: CosmologyConfig, kind: str):
+def power_table(cosmo: Cosmology, kind: str):
     """log-log interpolator of P(k) at a = 1 (linear or halofit), (Mpc/h)³."""
     k = np.geomspace(1e-4, 200.0, 600)
     p = linear_power(cosmo, k) if kind == "linear" else nonlinear_power(cosmo, k)
@@ -95,15 +96,15 @@ def limber(cosmo, chi_s: float, ell: np.ndarray, pk, k_nyq: float, chi=None, dch
     return np.sum(dchi * w**2 / chi**2 * pk(k) * ring_fraction(k, k_nyq), axis=1)
 
 
-def plane_snapshots(cosmo: CosmologyConfig, pmc, z_source: float) -> set[int]:
+def plane_snapshots(cosmo: Cosmology, pmc, z_source: float) -> set[int]:
     """Indices of the step outputs that the lens planes of a z_source map use (as pm_kappa_map)."""
     from massmap.sim.raytrace import step_schedule
-    src = source_distances(cosmo, SourcesConfig(nz="delta", z_source=z_source))
+    src = source_distances(cosmo, sources_of(SourcesConfig(nz="delta", z_source=z_source)))
     planes = lens_planes(cosmo, src.chi_far, pmc.box_size, pmc.plane_thickness, step_schedule(pmc)[1:])
     return set(int(s) for s in planes.snapshot)
 
 
-def snapshot_power(cosmo: CosmologyConfig, mesh: int, box: float, seeds: list[int], calibrate: bool,
+def snapshot_power(cosmo: Cosmology, mesh: int, box: float, seeds: list[int], calibrate: bool,
                    z_source: float):
     """P(k)/halofit of the PM (and PM + PGD) density at each step output the planes use (and a ≥ 0.45).
 
@@ -112,11 +113,11 @@ def snapshot_power(cosmo: CosmologyConfig, mesh: int, box: float, seeds: list[in
     k ∈ [0.3, 1.5] h/Mpc (summed over seeds) is zero, taking the first zero crossing from small α (the
     rising, non-saturated side of the response). Prints the resulting table for simulate.pm.
     """
-    from massmap.config.pm import PMConfig
+    from massmap.config.pm import PMConfig, pm_params_of
     from massmap.sim import pm as pmops
     from massmap.sim.raytrace import pgd_amplitude, pgd_density, pm_snapshots, step_schedule
 
-    pmc = PMConfig(box_size=box, mesh=mesh)
+    pmc = pm_params_of(PMConfig(box_size=box, mesh=mesh))
     a_steps = step_schedule(pmc)
     used = plane_snapshots(cosmo, pmc, z_source) | {k for k in range(pmc.n_steps) if a_steps[k + 1] >= 0.45}
     edges = np.geomspace(2 * np.pi / box * 1.5, np.pi * mesh / box, 16)
@@ -184,11 +185,11 @@ def main():
     ap.add_argument("--calibrate", action="store_true", help="fit the PGD alpha(a) table on the snapshots (see above)")
     args = ap.parse_args()
 
-    cosmo = CosmologyConfig()
+    cosmo = cosmology_of(CosmologyConfig())
     if args.snapshots or args.calibrate:
         snapshot_power(cosmo, args.mesh, args.box, args.seed, args.calibrate, args.z_source)
         return
-    sources = SourcesConfig(nz="delta", z_source=args.z_source)
+    sources = sources_of(SourcesConfig(nz="delta", z_source=args.z_source))
     src = source_distances(cosmo, sources)
     L, n = args.box, args.mesh
     thick = args.thickness or L / 2

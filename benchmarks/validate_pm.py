@@ -7,7 +7,7 @@ benchmarks/.venv):
     python benchmarks/validate_pm.py maps --first 0 --count 3  # κ maps of seeds 0..2 → benchmarks/results/pm_maps/
     python benchmarks/validate_pm.py cl                      # average C_ℓ of all stored maps vs Limber halofit
 
-Maps are made with the DEFAULT PMConfig, z_s = 1 (sources.z_source default), 256² pixels of 1′ (a
+Maps are made with the DEFAULT simulate.pm config, z_s = 1 (sources.z_source default), 256² pixels of 1′ (a
 4.3° field). Each command stays well under 10 minutes on 2 cores; run `maps` in chunks. Figures go to
 docs/figures/, numbers to benchmarks/results/.
 """
@@ -28,9 +28,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from massmap.config.pm import PMConfig  # noqa: E402
+from massmap.config.physics import cosmology_of, sources_of  # noqa: E402
+from massmap.config.pm import PMConfig, pm_params_of  # noqa: E402
 from massmap.config.schema import CosmologyConfig, SourcesConfig  # noqa: E402
-from massmap.cosmology import kappa_cl, nonlinear_power  # noqa: E402
+from massmap.cosmology import Cosmology, kappa_cl, nonlinear_power  # noqa: E402
 from massmap.ops.spectra import power_spectrum  # noqa: E402
 from massmap.sim import pm as pmops  # noqa: E402
 from massmap.sim.lightcone import lens_planes, source_distances  # noqa: E402
@@ -44,6 +45,11 @@ NPIX, PIX = 256, 1.0
 ELL_EDGES = np.geomspace(80, 5000, 15)
 
 
+def defaults():
+    """The default cosmology, sources and PM parameters (as `massmap simulate` resolves them)."""
+    return cosmology_of(CosmologyConfig()), sources_of(SourcesConfig()), pm_params_of(PMConfig())
+
+
 def cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -54,7 +60,7 @@ PK_TABLE_K = (0.5, 1.09, 1.46, 1.97)  # h/Mpc: the columns of the summary table 
 
 def run_pk(args):
     """P(k)/halofit of the PM density, without and with PGD, at every step output a z_s map's planes use."""
-    cosmo, src, pmc = CosmologyConfig(), SourcesConfig(), PMConfig()
+    cosmo, src, pmc = defaults()
     a_steps = step_schedule(pmc)
     chi_far = source_distances(cosmo, src).chi_far
     used = set(int(i) for i in lens_planes(cosmo, chi_far, pmc.box_size, pmc.plane_thickness, a_steps[1:]).snapshot)
@@ -107,7 +113,7 @@ def run_pk(args):
 
 
 def run_maps(args):
-    cosmo, src, pmc = CosmologyConfig(), SourcesConfig(), PMConfig()
+    cosmo, src, pmc = defaults()
     MAPDIR.mkdir(parents=True, exist_ok=True)
     for seed in range(args.first, args.first + args.count):
         t0, c0 = time.time(), cpu_seconds()
@@ -123,7 +129,7 @@ def run_maps(args):
               f"mean {kappa.mean():.2e}, std {kappa.std():.4f}", flush=True)
 
 
-def ccl_cl(cosmo: CosmologyConfig, z_source: float, ell: np.ndarray):
+def ccl_cl(cosmo: Cosmology, z_source: float, ell: np.ndarray):
     try:
         import pyccl as ccl
     except ImportError:
@@ -137,7 +143,7 @@ def ccl_cl(cosmo: CosmologyConfig, z_source: float, ell: np.ndarray):
 
 
 def run_cl(args):
-    cosmo, src = CosmologyConfig(), SourcesConfig()
+    cosmo, src, _ = defaults()
     files = sorted(MAPDIR.glob("kappa_seed*.npy"))
     if not files:
         sys.exit("no maps: run `validate_pm.py maps` first")

@@ -30,7 +30,10 @@ _EXPORTS = {
     "read_binned_shear": "massmap.io.maps", "read_kappa_image": "massmap.io.maps",
     # linear methods and spectra
     "kaiser_squires": "massmap.ops.shear", "kappa_to_shear": "massmap.ops.shear",
-    "wiener_fourier": "massmap.ops.wiener", "wiener_cg": "massmap.ops.wiener", "kappa_cl": "massmap.cosmology",
+    "wiener_fourier": "massmap.ops.wiener", "wiener_cg": "massmap.ops.wiener",
+    # cosmology: parameter records, their resolution from config, the Limber C_ℓ
+    "Cosmology": "massmap.cosmology", "SourceRedshifts": "massmap.cosmology", "kappa_cl": "massmap.cosmology",
+    "cosmology_of": "massmap.config.physics", "sources_of": "massmap.config.physics",
     "compute_maps": "massmap.pipeline.reconstruct", "signal_prior": "massmap.pipeline.inputs",
     # priors
     "Prior": "massmap.prior.base", "GaussianPrior": "massmap.prior.gaussian", "LearnedPrior": "massmap.prior.learned",

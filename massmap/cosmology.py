@@ -1,5 +1,14 @@
-"""A thin layer over jax-cosmo: cosmology objects, source n(z) and the convergence C_ℓ as arrays.
+"""A thin layer over jax-cosmo: cosmology parameters, source n(z) and the convergence C_ℓ as arrays.
 
+Everything here takes plain parameter records, never config: a :class:`Cosmology` (flat wCDM:
+Ω_c, Ω_b, h, σ8, n_s, w0; dimensionless, w_a = 0, Ω_k = 0) and, for the lensing sources, a
+:class:`SourceRedshifts` (a single redshift, a Smail n(z) or a tabulated n(z) held in the record).
+Both are NamedTuples of floats: hashable (the background and power tables below are memoised on
+them) and JAX pytrees, as jax-cosmo's own Cosmology. Building them from the YAML sections is
+``massmap.config.physics`` (``cosmology_of``, ``sources_of``); reading an n(z) file is
+``massmap.io.nz``.
+
+Units: comoving distances in Mpc/h, wavenumbers in h/Mpc, P(k) in (Mpc/h)³, ℓ dimensionless.
 jax-cosmo caches background tables on its Cosmology objects; nothing here is meant to be traced by
 ``jax.jit``. Call these functions outside jitted code and pass the resulting arrays in.
 """
@@ -11,7 +20,37 @@ from typing import NamedTuple
 
 import numpy as np
 
-from massmap.config.schema import CosmologyConfig, SourcesConfig
+
+class Cosmology(NamedTuple):
+    """Flat wCDM parameters (Ω_k = 0, w_a = 0): density parameters, h = H0 / (100 km/s/Mpc), σ8, n_s, w0."""
+
+    Omega_c: float
+    Omega_b: float
+    h: float
+    sigma8: float
+    n_s: float
+    w0: float
+
+
+SOURCE_KINDS = ("delta", "smail", "tabulated")
+
+
+class SourceRedshifts(NamedTuple):
+    """The source redshift distribution.
+
+    ``kind``: ``'delta'`` (all sources at ``z_source``), ``'smail'`` (n(z) ∝ z^a exp(−(z/z0)^b) with
+    a = ``smail_a``, b = ``smail_b``, z0 = ``smail_z0``) or ``'tabulated'`` (n(z) at the increasing
+    redshifts ``z``, values ``nz`` ≥ 0, any normalisation; tuples of floats, empty for the other kinds).
+    The fields a kind does not use are carried but ignored.
+    """
+
+    kind: str
+    z_source: float
+    smail_a: float
+    smail_b: float
+    smail_z0: float
+    z: tuple[float, ...] = ()
+    nz: tuple[float, ...] = ()
 
 
 def _jc():
@@ -21,42 +60,28 @@ def _jc():
     return jc
 
 
-def jc_cosmology(cfg: CosmologyConfig):
+def jc_cosmology(cosmo: Cosmology):
     """jax_cosmo.Cosmology for a flat wCDM model (Ω_k = 0, w_a = 0)."""
     jc = _jc()
-    return jc.Cosmology(Omega_c=cfg.Omega_c, Omega_b=cfg.Omega_b, h=cfg.h, sigma8=cfg.sigma8,
-                        n_s=cfg.n_s, w0=cfg.w0, Omega_k=0.0, wa=0.0)
+    return jc.Cosmology(Omega_c=cosmo.Omega_c, Omega_b=cosmo.Omega_b, h=cosmo.h, sigma8=cosmo.sigma8,
+                        n_s=cosmo.n_s, w0=cosmo.w0, Omega_k=0.0, wa=0.0)
 
 
-def read_nz_file(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Two columns (z, n(z)) from a text file; one-line ValueError naming the file on problems."""
-    try:
-        data = np.loadtxt(path, ndmin=2)
-    except OSError:
-        raise ValueError(f"n(z) file '{path}' cannot be read") from None
-    except ValueError:
-        raise ValueError(f"n(z) file '{path}' must hold two numeric columns (z, n(z))") from None
-    if data.shape[1] < 2 or data.shape[0] < 3:
-        raise ValueError(f"n(z) file '{path}' must hold at least 3 rows of two columns (z, n(z))")
-    z, nz = data[:, 0], data[:, 1]
-    if np.any(np.diff(z) <= 0) or np.any(nz < 0) or not np.any(nz > 0):
-        raise ValueError(f"n(z) file '{path}': z must increase and n(z) be >= 0 with some > 0")
-    return z, nz
-
-
-def redshift_distribution(src: SourcesConfig):
-    """The jax-cosmo redshift distribution for the ``sources`` section."""
+def redshift_distribution(src: SourceRedshifts):
+    """The jax-cosmo redshift distribution of ``src`` (a KDE of the table for ``kind='tabulated'``)."""
     jc = _jc()
-    if src.nz == "delta":
+    if src.kind == "delta":
         return jc.redshift.delta_nz(src.z_source)
-    if src.nz == "smail":
+    if src.kind == "smail":
         return jc.redshift.smail_nz(src.smail_a, src.smail_b, src.smail_z0)
-    z, nz = read_nz_file(src.nz_file)
+    if src.kind != "tabulated":
+        raise ValueError(f"SourceRedshifts.kind must be one of {', '.join(SOURCE_KINDS)}, got {src.kind!r}")
+    z, nz = np.asarray(src.z, np.float64), np.asarray(src.nz, np.float64)
     return jc.redshift.kde_nz(z, nz, bw=max(float(np.median(np.diff(z))), 1e-3), zmax=float(z[-1]))
 
 
-def kappa_cl(cosmo: CosmologyConfig, src: SourcesConfig, ell: np.ndarray, nonlinear: bool = True) -> np.ndarray:
-    """Limber convergence power C_ℓ^κκ (halofit when ``nonlinear``, else linear Eisenstein-Hu)."""
+def kappa_cl(cosmo: Cosmology, src: SourceRedshifts, ell: np.ndarray, nonlinear: bool = True) -> np.ndarray:
+    """Limber convergence power C_ℓ^κκ at multipoles ``ell`` (halofit when ``nonlinear``, else linear Eisenstein-Hu)."""
     jc = _jc()
     c = jc_cosmology(cosmo)
     probe = jc.probes.WeakLensing([redshift_distribution(src)])
@@ -72,13 +97,13 @@ def kappa_cl(cosmo: CosmologyConfig, src: SourcesConfig, ell: np.ndarray, nonlin
     return np.asarray(cl[0], np.float64)
 
 
-def source_redshift_weights(src: SourcesConfig, n_z: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def source_redshift_weights(src: SourceRedshifts, n_z: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Quadrature nodes and weights (z_i, w_i), Σ w_i = 1, with Σ w_i f(z_i) ≈ ∫ n(z) f(z) dz.
 
-    A single node for ``nz: delta``; otherwise the normalised jax-cosmo n(z) of
+    A single node for ``kind='delta'``; otherwise the normalised jax-cosmo n(z) of
     :func:`redshift_distribution` on a uniform grid up to its ``zmax`` (trapezoid rule).
     """
-    if src.nz == "delta":
+    if src.kind == "delta":
         return np.array([src.z_source], float), np.array([1.0])
     dist = redshift_distribution(src)
     z = np.linspace(0.0, float(dist.config["zmax"]), n_z)
@@ -109,20 +134,20 @@ class GrowthFactors(NamedTuple):
     f2: np.ndarray
 
 
-def _omegas(cfg: CosmologyConfig) -> tuple[float, float]:
-    om = cfg.Omega_c + cfg.Omega_b
+def _omegas(cosmo: Cosmology) -> tuple[float, float]:
+    om = cosmo.Omega_c + cosmo.Omega_b
     return om, 1.0 - om
 
 
-def hubble_e(cfg: CosmologyConfig, a) -> np.ndarray:
+def hubble_e(cosmo: Cosmology, a) -> np.ndarray:
     """E(a) = H(a)/H0 for flat wCDM: E² = Ω_m a⁻³ + Ω_de a^(−3(1+w0))."""
-    om, ode = _omegas(cfg)
+    om, ode = _omegas(cosmo)
     a = np.asarray(a, np.float64)
-    return np.sqrt(om * a**-3 + ode * a ** (-3.0 * (1.0 + cfg.w0)))
+    return np.sqrt(om * a**-3 + ode * a ** (-3.0 * (1.0 + cosmo.w0)))
 
 
 @functools.lru_cache(maxsize=8)
-def _growth_solution(cfg: CosmologyConfig):
+def _growth_solution(cosmo: Cosmology):
     """Solve the first- and second-order growth ODEs in ln a from a = 1e-4 to 1 (dense output).
 
     In x = ln a, with Ω_m(a) = Ω_m a⁻³/E² and dlnE/dx = −(3/2)[Ω_m(a) + (1+w0) Ω_de(a)]:
@@ -134,14 +159,14 @@ def _growth_solution(cfg: CosmologyConfig):
     """
     from scipy.integrate import solve_ivp
 
-    om, ode = _omegas(cfg)
+    om, ode = _omegas(cosmo)
 
     def rhs(x, y):
         a = np.exp(x)
-        e2 = om * a**-3 + ode * a ** (-3.0 * (1.0 + cfg.w0))
+        e2 = om * a**-3 + ode * a ** (-3.0 * (1.0 + cosmo.w0))
         om_a = om * a**-3 / e2
         ode_a = 1.0 - om_a
-        dlne = -1.5 * (om_a + (1.0 + cfg.w0) * ode_a)
+        dlne = -1.5 * (om_a + (1.0 + cosmo.w0) * ode_a)
         d1, d1p, d2, d2p = y
         return [d1p, -(2.0 + dlne) * d1p + 1.5 * om_a * d1,
                 d2p, -(2.0 + dlne) * d2p + 1.5 * om_a * (d2 - d1 * d1)]
@@ -155,9 +180,9 @@ def _growth_solution(cfg: CosmologyConfig):
     return x0, lambda lna: sol.sol(np.atleast_1d(lna)) / scale
 
 
-def growth_factors(cfg: CosmologyConfig, a) -> GrowthFactors:
+def growth_factors(cosmo: Cosmology, a) -> GrowthFactors:
     """Linear growth D1 (D1(1) = 1), f1 = dlnD1/dlna, second-order D2 and f2 = dlnD2/dlna at ``a``."""
-    x0, solution = _growth_solution(cfg)
+    x0, solution = _growth_solution(cosmo)
     a = np.asarray(a, np.float64)
     lna = np.log(a)
     if np.any(lna < x0 - 1e-12) or np.any(lna > 1e-12):
@@ -166,55 +191,55 @@ def growth_factors(cfg: CosmologyConfig, a) -> GrowthFactors:
     return GrowthFactors(d1, d1p / d1, d2, d2p / d2)
 
 
-def growth_momentum_factor(cfg: CosmologyConfig, a) -> np.ndarray:
+def growth_momentum_factor(cosmo: Cosmology, a) -> np.ndarray:
     """G_p(a) = a³ E(a) dD1/da = a² E(a) dD1/dlna: the momentum p = a² dx/dt of a linear mode per unit D1-normalised displacement."""
     a = np.asarray(a, np.float64)
-    g = growth_factors(cfg, a)
-    return a**2 * hubble_e(cfg, a) * g.d1 * g.f1
+    g = growth_factors(cosmo, a)
+    return a**2 * hubble_e(cosmo, a) * g.d1 * g.f1
 
 
-def growth_force_factor(cfg: CosmologyConfig, a) -> np.ndarray:
+def growth_force_factor(cosmo: Cosmology, a) -> np.ndarray:
     """G_f(a) = a² E(a) dG_p/da = (3/2) Ω_m D1(a), by the growth ODE: the linear force per unit displacement."""
-    om, _ = _omegas(cfg)
-    return 1.5 * om * growth_factors(cfg, a).d1
+    om, _ = _omegas(cosmo)
+    return 1.5 * om * growth_factors(cosmo, a).d1
 
 
-def comoving_distance(cfg: CosmologyConfig, a) -> np.ndarray:
+def comoving_distance(cosmo: Cosmology, a) -> np.ndarray:
     """Radial comoving distance χ(a) = (c/H0) ∫_a^1 da' / (a'² E(a')) in Mpc/h (flat)."""
     a = np.asarray(a, np.float64)
     grid = np.geomspace(min(1e-3, float(np.min(a))), 1.0, 20000)
-    integrand = 1.0 / (grid**2 * hubble_e(cfg, grid))
+    integrand = 1.0 / (grid**2 * hubble_e(cosmo, grid))
     cum = np.concatenate([[0.0], np.cumsum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(grid))])
     chi_grid = C_OVER_H0 * (cum[-1] - cum)
     return np.interp(a, grid, chi_grid)
 
 
-def scale_factor_at_distance(cfg: CosmologyConfig, chi) -> np.ndarray:
+def scale_factor_at_distance(cosmo: Cosmology, chi) -> np.ndarray:
     """Inverse of :func:`comoving_distance` (a(χ), χ in Mpc/h)."""
     grid = np.geomspace(1e-3, 1.0, 20000)
-    chi_grid = comoving_distance(cfg, grid)
+    chi_grid = comoving_distance(cosmo, grid)
     return np.interp(np.asarray(chi, np.float64), chi_grid[::-1], grid[::-1])
 
 
-def linear_power(cfg: CosmologyConfig, k, a: float = 1.0) -> np.ndarray:
+def linear_power(cosmo: Cosmology, k, a: float = 1.0) -> np.ndarray:
     """Linear matter P(k) in (Mpc/h)³ (Eisenstein-Hu transfer, σ8-normalised, jax-cosmo) at k in h/Mpc."""
     k = np.asarray(k, np.float64)
-    return _linear_power_cached(cfg, tuple(k.ravel()), float(a)).reshape(k.shape).copy()
+    return _linear_power_cached(cosmo, tuple(k.ravel()), float(a)).reshape(k.shape).copy()
 
 
 @functools.lru_cache(maxsize=8)
-def _linear_power_cached(cfg: CosmologyConfig, k: tuple, a: float) -> np.ndarray:
+def _linear_power_cached(cosmo: Cosmology, k: tuple, a: float) -> np.ndarray:
     jc = _jc()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pk = jc.power.linear_matter_power(jc_cosmology(cfg), np.asarray(k, np.float64), a=a)
+        pk = jc.power.linear_matter_power(jc_cosmology(cosmo), np.asarray(k, np.float64), a=a)
     return np.asarray(pk, np.float64)
 
 
-def nonlinear_power(cfg: CosmologyConfig, k, a: float = 1.0) -> np.ndarray:
+def nonlinear_power(cosmo: Cosmology, k, a: float = 1.0) -> np.ndarray:
     """Halofit (Takahashi 2012) matter P(k) in (Mpc/h)³ from jax-cosmo at k in h/Mpc."""
     jc = _jc()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pk = jc.power.nonlinear_matter_power(jc_cosmology(cfg), np.asarray(k, np.float64), a=a)
+        pk = jc.power.nonlinear_matter_power(jc_cosmology(cosmo), np.asarray(k, np.float64), a=a)
     return np.asarray(pk, np.float64)

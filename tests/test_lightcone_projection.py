@@ -12,13 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from massmap.config.physics import cosmology_of, sources_of
 from massmap.config.schema import CosmologyConfig, SourcesConfig
 from massmap.cosmology import C_OVER_H0
 from massmap.ops.spectra import ARCMIN, power_spectrum
 from massmap.sim import lightcone
 from massmap.sim.pm import cic_window
 
-COSMO = CosmologyConfig()
+COSMO = cosmology_of(CosmologyConfig())
 MESH, BOX = 32, 25.0  # cell 0.78 Mpc/h, as the default PM config (256 cells in 200 Mpc/h)
 NPIX, PIX = 64, 1.0  # 64′ ≤ BOX / χ_s: the field fits in the box at the source (as check_geometry asks)
 N_REAL = 8
@@ -57,7 +58,7 @@ def detrend(kappa):
 
 
 def test_grf_lightcone_matches_limber():
-    src = lightcone.source_distances(COSMO, SourcesConfig(z_source=0.5))
+    src = lightcone.source_distances(COSMO, sources_of(SourcesConfig(z_source=0.5)))
     planes = lightcone.lens_planes(COSMO, src.chi_far, BOX, BOX / 2, np.array([1.0]))
     weights = lightcone.born_weights(COSMO, planes, src)
     n_rep = int(planes.replica.max()) + 1

@@ -5,17 +5,28 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from massmap.config import ConfigError
-from massmap.config.pm import PMConfig
+from massmap.config import Config, ConfigError
+from massmap.config.physics import cosmology_of, sources_of
+from massmap.config.pm import PMConfig, pm_params_of
 from massmap.config.schema import CosmologyConfig, SourcesConfig
+from massmap.config.simulate import SimulateConfig
 from massmap.cosmology import (comoving_distance, growth_factors, growth_force_factor, growth_momentum_factor,
                                hubble_e, jc_cosmology, kappa_cl, redshift_distribution)
 from massmap.ops.spectra import cl_on_grid, ell_grid, pixel_area_sr
+from massmap.pipeline.simulate import pm_geometry
 from massmap.sim import lightcone, lpt, pm
 from massmap.sim.integrate import kdk_factors, pm_integrator
-from massmap.sim.raytrace import check_geometry, initial_conditions, pgd_amplitude, pm_kappa_map
+from massmap.sim.raytrace import GeometryError, check_geometry, initial_conditions, pgd_amplitude, pm_kappa_map
 
-COSMO = CosmologyConfig()
+COSMO = cosmology_of(CosmologyConfig())
+
+
+def _sources(**kw):
+    return sources_of(SourcesConfig(**kw))
+
+
+def _pm(**kw):
+    return pm_params_of(PMConfig(**kw))
 
 
 def test_cic_paint_conserves_mass():
@@ -135,7 +146,7 @@ def test_pm_linear_growth_low_k():
     field; an error in the time-stepping factors shows up as a step-count dependent growth error.
     """
     n, box = 32, 1000.0
-    pmc = PMConfig(box_size=box, mesh=n, a_init=0.1)
+    pmc = _pm(box_size=box, mesh=n, a_init=0.1)
     pos, mom, _ = initial_conditions(jax.random.PRNGKey(3), COSMO, pmc)
     d_init = pm.density_contrast(pos, n, box, pos.shape[0])
     edges = (np.arange(3) + 0.5) * 2 * np.pi / box  # the two lowest k bins, k ≤ 2 k_f ≈ 0.13 k_Nyq
@@ -156,9 +167,9 @@ def test_pm_linear_growth_low_k():
 
 
 def test_lensing_efficiency_against_direct_integral():
-    src_cfg = SourcesConfig(nz="smail")
-    src = lightcone.source_distances(COSMO, src_cfg)
-    nz = redshift_distribution(src_cfg)
+    src_z = _sources(nz="smail")
+    src = lightcone.source_distances(COSMO, src_z)
+    nz = redshift_distribution(src_z)
     chi_of_z = lambda z: float(comoving_distance(COSMO, 1 / (1 + z)))  # noqa: E731
     norm = quad(lambda z: float(nz(z)), 0, nz.zmax, limit=200)[0]
     for z_lens in (0.1, 0.4, 0.8, 1.5):
@@ -166,7 +177,7 @@ def test_lensing_efficiency_against_direct_integral():
         direct = quad(lambda z: float(nz(z)) * (1 - chi / chi_of_z(z)), z_lens, nz.zmax, limit=200)[0] / norm
         # the midpoint sum on 2000 redshift cells is accurate to ~1e-5 of a q of order 0.1–1
         assert lightcone.lensing_efficiency(np.array([chi]), src)[0] == pytest.approx(direct, rel=1e-3, abs=1e-5)
-    single = lightcone.source_distances(COSMO, SourcesConfig(z_source=1.0))
+    single = lightcone.source_distances(COSMO, _sources(z_source=1.0))
     np.testing.assert_allclose(lightcone.lensing_efficiency(np.array([0.0, 0.5, 1.0]) * single.chi_far, single),
                                [1.0, 0.5, 0.0], atol=1e-12)
 
@@ -198,14 +209,26 @@ def test_lens_planes_cover_lightcone():
     assert np.all(planes.chi_hi <= (planes.replica + 1) * 200.0 + 1e-9)
 
 
+def _geometry_config(z_source, npix, pix, **pm_kw):
+    return Config(sources=SourcesConfig(z_source=z_source),
+                  simulate=SimulateConfig(kind="pm", npix=npix, pixel_size_arcmin=pix, pm=PMConfig(**pm_kw)))
+
+
 def test_geometry_errors_name_the_key():
-    src = SourcesConfig(z_source=1.0)
+    """check_geometry names the PMParams field (a ValueError); the pipeline names the config key."""
+    cases = [("box_size", (1.0, 256, 1.0), dict(box_size=100.0, mesh=128)),
+             ("mesh", (1.0, 64, 1.0), dict(box_size=200.0, mesh=32)),
+             ("a_init", (12.0, 8, 60.0), dict(box_size=5000.0, mesh=64))]
+    for name, (z_source, npix, pix), pm_kw in cases:
+        with pytest.raises(GeometryError, match=f"^{name}: ") as err:
+            check_geometry(COSMO, _sources(z_source=z_source), _pm(**pm_kw), npix, pix)
+        assert isinstance(err.value, ValueError) and "simulate.pm" not in str(err.value)
     with pytest.raises(ConfigError, match="simulate.pm.box_size"):
-        check_geometry(COSMO, src, PMConfig(box_size=100.0, mesh=128), 256, 1.0)
+        pm_geometry(_geometry_config(1.0, 256, 1.0, box_size=100.0, mesh=128))
     with pytest.raises(ConfigError, match="simulate.pm.mesh"):
-        check_geometry(COSMO, src, PMConfig(box_size=200.0, mesh=32), 64, 1.0)
+        pm_geometry(_geometry_config(1.0, 64, 1.0, box_size=200.0, mesh=32))
     with pytest.raises(ConfigError, match="simulate.pm.a_init"):
-        check_geometry(COSMO, SourcesConfig(z_source=12.0), PMConfig(box_size=5000.0, mesh=64), 8, 60.0)
+        pm_geometry(_geometry_config(12.0, 8, 60.0, box_size=5000.0, mesh=64))
     with pytest.raises(ConfigError, match="simulate.pm.lpt_order"):
         PMConfig(lpt_order=3)
     with pytest.raises(ConfigError, match="simulate.pm.pgd_alpha_table"):
@@ -221,7 +244,7 @@ def test_geometry_errors_name_the_key():
 def test_pgd_amplitude_table_interpolation():
     """α(a) is linear in a between the table nodes and constant beyond the ends (exact arithmetic,
     so the tolerance is float64 rounding)."""
-    pmc = PMConfig(pgd_alpha_a=(0.5, 0.7, 1.0), pgd_alpha_table=(0.01, 0.03, 0.015))
+    pmc = _pm(pgd_alpha_a=(0.5, 0.7, 1.0), pgd_alpha_table=(0.01, 0.03, 0.015))
     assert pgd_amplitude(pmc, 0.3) == pytest.approx(0.01, abs=1e-15)
     assert pgd_amplitude(pmc, 0.6) == pytest.approx(0.02, abs=1e-15)
     assert pgd_amplitude(pmc, 0.8) == pytest.approx(0.025, abs=1e-15)
@@ -239,14 +262,14 @@ def test_tiny_pm_kappa_map_against_limber():
     """
     npix, pix = 32, 5.0
     calls = []
-    kappa = pm_kappa_map(jax.random.PRNGKey(5), COSMO, SourcesConfig(z_source=0.5),
-                         PMConfig(box_size=64.0, mesh=32, n_steps=4), npix, pix,
+    kappa = pm_kappa_map(jax.random.PRNGKey(5), COSMO, _sources(z_source=0.5),
+                         _pm(box_size=64.0, mesh=32, n_steps=4), npix, pix,
                          progress=lambda i, n: calls.append((i, n)))
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert kappa.shape == (npix, npix) and kappa.dtype == np.float32 and np.all(np.isfinite(kappa))
     assert abs(float(kappa.mean())) < 0.5 * float(kappa.std())  # the field mean is one large-scale mode
     ell_tab = np.geomspace(50, 5000, 64)
-    cl_grid = cl_on_grid(ell_tab, kappa_cl(COSMO, SourcesConfig(z_source=0.5), ell_tab), npix, npix, pix)
+    cl_grid = cl_on_grid(ell_tab, kappa_cl(COSMO, _sources(z_source=0.5), ell_tab), npix, npix, pix)
     keep = (ell_grid(npix, npix, pix) < 600) & (ell_grid(npix, npix, pix) > 0)
     fk = np.fft.fft2(kappa.astype(np.float64))
     var_map = np.sum(np.abs(fk[keep]) ** 2) / npix**4

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from massmap.config import load_config
+from massmap.config.physics import cosmology_of, sources_of
 from massmap.config.schema import SourcesConfig
 from massmap.cosmology import kappa_cl
 from massmap.io.datasets import read_maps, read_metadata
@@ -62,7 +63,8 @@ def test_grf_power_matches_limber_cl(grf_set):
     ell_grid = spectra.ell_grid(NPIX, NPIX, PIX)
     uniq, inverse = np.unique(ell_grid.ravel(), return_inverse=True)
     n_u = len(uniq) - 1
-    cl_all = kappa_cl(cfg.cosmology, cfg.sources, np.concatenate([uniq[1:], meta["theory_ell"]]), nonlinear=False)
+    cl_all = kappa_cl(cosmology_of(cfg.cosmology), sources_of(cfg.sources),
+                      np.concatenate([uniq[1:], meta["theory_ell"]]), nonlinear=False)
     cl_grid = np.concatenate([[0.0], cl_all[:n_u]])[inverse].reshape(ell_grid.shape)
     edges, mean, var = _binned_expectation(cl_grid)
     _, cl_hat, _ = spectra.power_spectrum(maps, PIX, edges)
@@ -135,14 +137,15 @@ def test_lognormal_maps_power_and_skewness():
 
 def test_default_shift_is_hilbert11_averaged_over_nz():
     assert hilbert11_shift(1.0) == pytest.approx(0.008 + 0.029 - 0.0079 + 0.00065, rel=1e-4)
-    assert default_lognormal_shift(SourcesConfig(z_source=1.5)) == pytest.approx(float(hilbert11_shift(1.5)))
+    shift = default_lognormal_shift(sources_of(SourcesConfig(z_source=1.5)))
+    assert shift == pytest.approx(float(hilbert11_shift(1.5)))
     # Smail n(z) ∝ z^a exp(−(z/z0)^b): ∫ n κ₀ dz from the closed-form moments ⟨z^k⟩ = z0^k Γ((a+1+k)/b)/Γ((a+1)/b)
     from scipy.special import gamma
 
     a, b, z0 = 2.0, 1.5, 0.5
     moments = [z0**k * gamma((a + 1 + k) / b) / gamma((a + 1) / b) for k in range(5)]
     expected = 0.008 * moments[1] + 0.029 * moments[2] - 0.0079 * moments[3] + 0.00065 * moments[4]
-    got = default_lognormal_shift(SourcesConfig(nz="smail", smail_a=a, smail_b=b, smail_z0=z0))
+    got = default_lognormal_shift(sources_of(SourcesConfig(nz="smail", smail_a=a, smail_b=b, smail_z0=z0)))
     assert got == pytest.approx(expected, rel=2e-3)  # jax-cosmo's n(z) normalisation (simpson, 256 nodes)
 
 

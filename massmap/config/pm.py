@@ -1,10 +1,17 @@
-"""Config section `simulate.pm`: the particle-mesh simulation and its ray tracing (owned by sim/)."""
+"""Config section `simulate.pm`: the particle-mesh simulation and its ray tracing (owned by sim/).
+
+:func:`pm_params_of` turns the section into the :class:`massmap.sim.raytrace.PMParams` the simulation
+takes (the simulation itself never sees config).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from massmap.config.core import ConfigError
+
+if TYPE_CHECKING:
+    from massmap.sim.raytrace import PMParams
 
 
 @dataclass(frozen=True)
@@ -54,3 +61,15 @@ class PMConfig:
                                   f"got {getattr(self, name)}")
         if not self.plane_thickness > 0:
             raise ConfigError(f"config key 'simulate.pm.plane_thickness' must be > 0, got {self.plane_thickness}")
+
+
+def pm_params_of(cfg: PMConfig) -> PMParams:
+    """The simulation parameters of the ``simulate.pm`` section (``n_particles: null`` → ``mesh``)."""
+    from massmap.sim.raytrace import PMParams  # jax: imported only when a PM run is set up
+
+    return PMParams(box_size=float(cfg.box_size), mesh=int(cfg.mesh), n_particles=int(cfg.n_particles or cfg.mesh),
+                    n_steps=int(cfg.n_steps), a_init=float(cfg.a_init), lpt_order=int(cfg.lpt_order),
+                    plane_thickness=float(cfg.plane_thickness), pgd=bool(cfg.pgd),
+                    pgd_alpha_a=tuple(map(float, cfg.pgd_alpha_a)),
+                    pgd_alpha_table=tuple(map(float, cfg.pgd_alpha_table)),
+                    pgd_kl=float(cfg.pgd_kl), pgd_ks=float(cfg.pgd_ks))

@@ -9,6 +9,7 @@ import numpy as np
 
 from massmap.binning import BinnedShear, ShearCatalog, bin_shear, estimate_sigma_e
 from massmap.config import Config
+from massmap.config.physics import cosmology_of, sources_of
 from massmap.cosmology import kappa_cl
 from massmap.errors import InputError
 from massmap.geometry import grid_from_catalog
@@ -78,7 +79,7 @@ def signal_cl(config: Config, ell_max: float) -> tuple[np.ndarray, np.ndarray, s
         ell, cl = read_cl_file(config.wiener.cl_file)
         return ell, cl, f"file {config.wiener.cl_file}"
     ell = np.geomspace(1.0, max(ell_max * 1.5, 100.0), 64)
-    return ell, kappa_cl(config.cosmology, config.sources, ell), "jax-cosmo Limber halofit"
+    return ell, kappa_cl(cosmology_of(config.cosmology), sources_of(config.sources), ell), "jax-cosmo Limber halofit"
 
 
 def signal_prior(config: Config, pixel_size_arcmin: float, ell_max: float,

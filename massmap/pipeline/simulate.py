@@ -5,6 +5,9 @@ Kinds: ``grf`` (Gaussian, exactly the Limber C_ℓ of the cosmology and n(z) on 
 (particle-mesh simulation and ray tracing, sim/raytrace.py). Map i uses the key
 ``jax.random.fold_in(PRNGKey(seed), i)``, so any map can be regenerated alone.
 
+The config edge of the simulations: the ``cosmology``, ``sources`` and ``simulate.pm`` sections become
+the parameter records the numerics take here, and their ValueErrors ConfigErrors naming the YAML keys.
+
 Files: a fresh run writes ``OUT.part`` and renames it to ``OUT`` when all maps are done; an
 interrupted run leaves ``OUT.part`` holding its finished maps, which ``resume=True`` continues.
 Resuming a finished ``OUT`` (e.g. with a larger ``simulate.n_maps``) appends to it in place; a map is
@@ -21,7 +24,11 @@ import numpy as np
 
 from massmap import __version__
 from massmap.config import ConfigError, dump_yaml, to_dict
+from massmap.config.physics import cosmology_of, sources_of
+from massmap.config.pm import pm_params_of
+from massmap.cosmology import Cosmology, SourceRedshifts, kappa_cl, source_redshift_weights
 from massmap.io.datasets import MapSetWriter, read_metadata
+from massmap.io.nz import read_nz_file
 from massmap.io.output import InputError, provenance, write_config_sidecar
 from massmap.plots.training import write_preview
 
@@ -56,38 +63,46 @@ def preview_path(output: str | Path) -> Path:
 def target_cl(config) -> tuple[np.ndarray, np.ndarray]:
     """Tabulated Limber C_ℓ^κκ covering the map grid (from below the fundamental to the corner ℓ).
 
-    Memoised per process for analytic n(z) (jax-cosmo's halofit takes ~20 s a call); an n(z) file is
-    read again each time.
+    Memoised per process on the parameters (jax-cosmo's halofit takes ~20 s a call); an n(z) file is
+    read again each time, and its table is part of the memo's key.
     """
     sim = config.simulate
-    args = (config.cosmology, config.sources, sim.npix, sim.pixel_size_arcmin, sim.nonlinear)
-    ell, cl = _target_cl(*args) if config.sources.nz != "file" else _target_cl.__wrapped__(*args)
+    ell, cl = _target_cl(cosmology_of(config.cosmology), sources_of(config.sources), sim.npix,
+                         sim.pixel_size_arcmin, sim.nonlinear)
     return ell.copy(), cl.copy()
 
 
 @functools.lru_cache(maxsize=8)
-def _target_cl(cosmology, sources, npix: int, pixel_size_arcmin: float, nonlinear: bool):
-    from massmap.cosmology import kappa_cl
+def _target_cl(cosmology: Cosmology, sources: SourceRedshifts, npix: int, pixel_size_arcmin: float, nonlinear: bool):
     from massmap.ops.spectra import ARCMIN
 
     theta = pixel_size_arcmin * ARCMIN
     ell = np.geomspace(np.pi / (npix * theta), 1.5 * np.sqrt(2) * np.pi / theta, N_ELL_TABLE)
-    try:
-        cl = kappa_cl(cosmology, sources, ell, nonlinear=nonlinear)
-    except ValueError as err:  # unreadable n(z) file
-        raise InputError(str(err).splitlines()[0]) from None
+    cl = kappa_cl(cosmology, sources, ell, nonlinear=nonlinear)
     if not np.all(np.isfinite(cl)) or not np.any(cl > 0):
         raise ConfigError("config sections 'cosmology'/'sources' give a non-finite or zero C_ell")
     return ell, cl
 
 
-def default_lognormal_shift(sources) -> float:
+def default_lognormal_shift(sources: SourceRedshifts) -> float:
     """Hilbert et al. (2011) κ₀(z_s) averaged over the source n(z) (exact for a single z_s)."""
-    from massmap.cosmology import source_redshift_weights
     from massmap.sim.lognormal import hilbert11_shift
 
     z, w = source_redshift_weights(sources)
     return float(np.sum(w * hilbert11_shift(z)))
+
+
+def pm_geometry(config) -> None:
+    """ConfigError naming the ``simulate.pm`` key unless the PM box, mesh and a_init suit the map and sources."""
+    from massmap.sim.raytrace import GeometryError, check_geometry
+
+    sim = config.simulate
+    try:
+        check_geometry(cosmology_of(config.cosmology), sources_of(config.sources), pm_params_of(sim.pm), sim.npix,
+                       sim.pixel_size_arcmin)
+    except GeometryError as err:
+        key = f"simulate.pm.{err.parameter}"
+        raise ConfigError(f"config key '{key}': {err.reason}; {err.remedy.format(key)}") from None
 
 
 def make_sampler(config) -> MapSampler:
@@ -99,13 +114,13 @@ def make_sampler(config) -> MapSampler:
     sim = config.simulate
     n, pix = sim.npix, sim.pixel_size_arcmin
     if sim.kind == "pm":
-        from massmap.sim.raytrace import check_geometry, pm_kappa_map
+        from massmap.sim.raytrace import pm_kappa_map
 
-        check_geometry(config.cosmology, config.sources, sim.pm, n, pix)  # ConfigError before any file
+        pm_geometry(config)  # ConfigError before any file
+        cosmo, sources, pm = cosmology_of(config.cosmology), sources_of(config.sources), pm_params_of(sim.pm)
 
         def sample_pm(key, step_progress=None):
-            return np.asarray(pm_kappa_map(key, config.cosmology, config.sources, sim.pm, n, pix,
-                                           progress=step_progress), np.float32)
+            return np.asarray(pm_kappa_map(key, cosmo, sources, pm, n, pix, progress=step_progress), np.float32)
 
         ell, cl = target_cl(config)
         attrs = {f"pm_{k}": v for k, v in to_dict(sim.pm).items()}  # pm_box_size, pm_mesh, pm_n_steps, ...
@@ -121,7 +136,7 @@ def make_sampler(config) -> MapSampler:
         from massmap.sim.lognormal import lognormal_spectrum, shifted_lognormal_field
 
         if sim.lognormal_shift is None:
-            shift, origin = default_lognormal_shift(config.sources), "hilbert11"
+            shift, origin = default_lognormal_shift(sources_of(config.sources)), "hilbert11"
         else:
             shift, origin = sim.lognormal_shift, "config"
         try:
@@ -151,18 +166,13 @@ def simulate_map(config, index: int, sampler: MapSampler | None = None) -> np.nd
 
 
 def _source_attrs(sources) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
-    """Attributes/tables describing n(z), and the input files to record in provenance."""
+    """Attributes/tables describing n(z) (the ``sources`` section), and the input files to record in provenance."""
     if sources.nz == "delta":
         return {"nz": "delta", "z_source": sources.z_source}, {}, {}
     if sources.nz == "smail":
         return ({"nz": "smail", "smail_a": sources.smail_a, "smail_b": sources.smail_b,
                  "smail_z0": sources.smail_z0}, {}, {})
-    from massmap.cosmology import read_nz_file
-
-    try:
-        z, nz = read_nz_file(sources.nz_file)
-    except ValueError as err:
-        raise InputError(str(err).splitlines()[0]) from None
+    z, nz = read_nz_file(sources.nz_file)
     return {"nz": "file", "nz_file": str(sources.nz_file)}, {"nz_z": z, "nz_pdf": nz}, \
         {"nz_file": str(Path(sources.nz_file).resolve())}
 

@@ -14,6 +14,9 @@ time-stepping by the ones that are exact for such a trajectory:
 so the linear growth of large scales is exact for any number of steps. One step a_k → a_{k+1} is
 kick(a_k → a_h, force at a_k), drift(a_k → a_{k+1}, momentum at a_h), kick(a_h → a_{k+1}, force at
 a_{k+1}), with a_h = √(a_k a_{k+1}); the force at a_{k+1} is kept in the state for the next step.
+
+Takes a :class:`massmap.cosmology.Cosmology` (for the step factors), scale factors, and the mesh size,
+box side (Mpc/h) and Ω_m as plain numbers.
 """
 from __future__ import annotations
 
@@ -24,8 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from massmap.config.schema import CosmologyConfig
-from massmap.cosmology import growth_factors, growth_force_factor, growth_momentum_factor
+from massmap.cosmology import Cosmology, growth_factors, growth_force_factor, growth_momentum_factor
 from massmap.sim.pm import pm_accelerations
 
 
@@ -55,7 +57,7 @@ class Integrator(NamedTuple):
     step: Callable[..., tuple[PMState, PMInfo]]
 
 
-def kdk_factors(cosmo: CosmologyConfig, a_steps: np.ndarray) -> StepFactors:
+def kdk_factors(cosmo: Cosmology, a_steps: np.ndarray) -> StepFactors:
     """Growth-corrected kick and drift factors for the step boundaries ``a_steps`` (n_steps + 1 values)."""
     a0 = np.asarray(a_steps[:-1], np.float64)
     a1 = np.asarray(a_steps[1:], np.float64)

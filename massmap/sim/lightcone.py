@@ -18,6 +18,9 @@ is then
     q(χ) = ∫_{χ_s > χ} n(χ_s) (1 − χ/χ_s) dχ_s          (= 1 − χ/χ_s for a single source distance),
 
 which is the sum Σ_i Δχ_i (χ_i/a_i)(1 − χ_i/χ_s) δ_i(χ_i θ) with per-plane lensing efficiency q.
+
+Takes a :class:`massmap.cosmology.Cosmology` and :class:`massmap.cosmology.SourceRedshifts`; distances
+in Mpc/h, angles in radians.
 """
 from __future__ import annotations
 
@@ -29,9 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from massmap.config.schema import CosmologyConfig, SourcesConfig
-from massmap.cosmology import (C_OVER_H0, comoving_distance, growth_factors, redshift_distribution,
-                               scale_factor_at_distance)
+from massmap.cosmology import (C_OVER_H0, Cosmology, SourceRedshifts, comoving_distance, growth_factors,
+                               redshift_distribution, scale_factor_at_distance)
 from massmap.sim.pm import cic_window
 
 PERMUTATIONS = tuple(itertools.permutations(range(3)))  # the 6 axis orders; with 8 flips: 48 symmetries
@@ -66,14 +68,14 @@ class SourceDistances(NamedTuple):
     chi_far: float
 
 
-def source_distances(cosmo: CosmologyConfig, sources: SourcesConfig, quantile: float = 0.995,
+def source_distances(cosmo: Cosmology, sources: SourceRedshifts, quantile: float = 0.995,
                      n_grid: int = 2000) -> SourceDistances:
     """Discretise the source redshift distribution; ``chi_far`` is the distance of its ``quantile``.
 
     For a smooth n(z) the sources beyond ``chi_far`` keep their weight in q(χ), but the lightcone (and
     so their lensing by matter beyond ``chi_far``) stops there.
     """
-    if sources.nz == "delta":
+    if sources.kind == "delta":
         chi_s = float(comoving_distance(cosmo, 1.0 / (1.0 + sources.z_source)))
         return SourceDistances(np.array([chi_s]), np.array([1.0]), chi_s)
     nz = redshift_distribution(sources)
@@ -94,7 +96,7 @@ def lensing_efficiency(chi: np.ndarray, src: SourceDistances) -> np.ndarray:
     return np.sum(src.weight * np.clip(1.0 - chi / src.chi, 0.0, None), axis=-1)
 
 
-def lens_planes(cosmo: CosmologyConfig, chi_far: float, box_size: float, max_thickness: float,
+def lens_planes(cosmo: Cosmology, chi_far: float, box_size: float, max_thickness: float,
                 a_snapshots: np.ndarray) -> LensPlanes:
     """Planes from the observer to ``chi_far``, each inside one replica, served by the nearest snapshot."""
     lo, hi, rep = [], [], []
@@ -116,7 +118,7 @@ def lens_planes(cosmo: CosmologyConfig, chi_far: float, box_size: float, max_thi
     return LensPlanes(lo, hi, chi, a, np.array(rep, int), snap, growth)
 
 
-def born_weights(cosmo: CosmologyConfig, planes: LensPlanes, src: SourceDistances) -> np.ndarray:
+def born_weights(cosmo: Cosmology, planes: LensPlanes, src: SourceDistances) -> np.ndarray:
     """(3/2) Ω_m (H0/c)² (χ_i/a_i) q(χ_i) per plane (h/Mpc; multiply by Σ_i in Mpc/h)."""
     om = cosmo.Omega_c + cosmo.Omega_b
     return 1.5 * om / C_OVER_H0**2 * planes.chi / planes.a * lensing_efficiency(planes.chi, src)

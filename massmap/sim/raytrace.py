@@ -2,33 +2,33 @@
 
 One call runs a 2LPT + FastPM N-body simulation of a periodic box, cuts lens planes from its outputs
 on the past lightcone (box replicated with random symmetries, lightcone.py) and sums them into a Born
-κ map. Geometry rules (checked before any work, ConfigError naming the key):
+κ map. It takes a :class:`massmap.cosmology.Cosmology`, the sources as
+:class:`massmap.cosmology.SourceRedshifts`, the simulation settings as :class:`PMParams` (lengths in
+Mpc/h) and the map as npix and a pixel size in arcmin. Geometry rules (checked before any work by
+:func:`check_geometry`, a :class:`GeometryError` — a ValueError — naming the PMParams field):
 
-* the field must fit in the box at the end of the lightcone: npix · θ_pix · χ_far ≤ L
-  (`simulate.pm.box_size`), otherwise a ray bundle would see the periodic images of the same
-  structures side by side in one plane;
-* the mesh must resolve the map: a mesh cell L/N may be at most 4 pixels wide at χ_far
-  (`simulate.pm.mesh`); a finer map would only oversample the PM smoothing scale everywhere;
-* the simulation must start before the farthest source: a(χ_far) > a_init (`simulate.pm.a_init`).
+* the field must fit in the box at the end of the lightcone: npix · θ_pix · χ_far ≤ L (``box_size``),
+  otherwise a ray bundle would see the periodic images of the same structures side by side in one plane;
+* the mesh must resolve the map: a mesh cell L/N may be at most 4 pixels wide at χ_far (``mesh``); a
+  finer map would only oversample the PM smoothing scale everywhere;
+* the simulation must start before the farthest source: a(χ_far) > a_init (``a_init``).
 
 χ_far is the source distance for a single source redshift, or the 99.5% quantile of n(z).
 """
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from massmap.config import ConfigError
-from massmap.config.pm import PMConfig
-from massmap.config.schema import CosmologyConfig, SourcesConfig
-from massmap.cosmology import growth_factors, hubble_e, linear_power, scale_factor_at_distance
+from massmap.cosmology import (Cosmology, SourceRedshifts, growth_factors, hubble_e, linear_power,
+                               scale_factor_at_distance)
 from massmap.ops.spectra import ARCMIN
 from massmap.sim.integrate import kdk_factors, pm_integrator
-from massmap.sim.lightcone import (born_weights, lens_planes, plane_kappa, replica_transforms,
+from massmap.sim.lightcone import (SourceDistances, born_weights, lens_planes, plane_kappa, replica_transforms,
                                    source_distances)
 from massmap.sim.lpt import LPTFactors, linear_modes, lpt_initial_conditions
 from massmap.sim.pm import density_contrast, pgd_displacement
@@ -37,40 +37,76 @@ FORCE_DECONVOLUTION = 2  # CIC windows divided out of the PM force (paint and re
 MAX_CELL_IN_PIXELS = 4.0
 
 
-def check_geometry(cosmo: CosmologyConfig, sources: SourcesConfig, pm: PMConfig, npix: int,
-                   pixel_size_arcmin: float):
-    """Validate box, mesh and start time against the map and sources; returns the SourceDistances."""
+class PMParams(NamedTuple):
+    """What the PM simulation and its ray tracing use (docs/simulate-pm.md; from config: ``pm_params_of``)."""
+
+    box_size: float  # comoving box side, Mpc/h
+    mesh: int  # force-mesh cells per side
+    n_particles: int  # particles per side
+    n_steps: int  # kick-drift-kick steps from a_init to a = 1, uniform in a
+    a_init: float  # scale factor of the LPT initial conditions
+    lpt_order: int  # 1 (Zel'dovich) or 2 (2LPT)
+    plane_thickness: float  # largest lens-plane thickness along the line of sight, Mpc/h
+    pgd: bool  # potential-gradient-descent sharpening of the lens-plane densities
+    pgd_alpha_a: tuple[float, ...]  # scale factors of the PGD amplitude table (increasing)
+    pgd_alpha_table: tuple[float, ...]  # PGD amplitude α at pgd_alpha_a
+    pgd_kl: float  # PGD high-pass scale, in units of the mesh Nyquist wavenumber π mesh / box_size
+    pgd_ks: float  # PGD low-pass scale, in units of the mesh Nyquist wavenumber
+
+
+class GeometryError(ValueError):
+    """The box, mesh or start time cannot serve the map and sources.
+
+    ``parameter`` is the PMParams field to change; ``reason`` says what is wrong (naming no parameter)
+    and ``remedy`` what to do, with ``{}`` where the parameter's name goes, so that a caller holding a
+    config can name its key instead (:meth:`message`).
+    """
+
+    def __init__(self, parameter: str, reason: str, remedy: str):
+        self.parameter, self.reason, self.remedy = parameter, reason, remedy
+        super().__init__(self.message(parameter))
+
+    def message(self, name: str) -> str:
+        """The one-line message with the parameter called ``name``."""
+        return f"{name}: {self.reason}; {self.remedy.format(name)}"
+
+
+def check_geometry(cosmo: Cosmology, sources: SourceRedshifts, pm: PMParams, npix: int,
+                   pixel_size_arcmin: float) -> SourceDistances:
+    """Validate box, mesh and start time against the map and sources; returns the SourceDistances.
+
+    Raises :class:`GeometryError` naming ``box_size``, ``mesh`` or ``a_init``.
+    """
     src = source_distances(cosmo, sources)
     theta = pixel_size_arcmin * ARCMIN
     width = npix * theta * src.chi_far
     if width > pm.box_size:
-        raise ConfigError(
-            f"config key 'simulate.pm.box_size': mesh too small for the field: the map is {width:.0f} Mpc/h wide "
-            f"at the farthest source distance ({src.chi_far:.0f} Mpc/h) but the box is {pm.box_size:g} Mpc/h; "
-            "increase simulate.pm.box_size or reduce the map size")
+        raise GeometryError(
+            "box_size", f"mesh too small for the field: the map is {width:.0f} Mpc/h wide at the farthest source "
+            f"distance ({src.chi_far:.0f} Mpc/h) but the box is {pm.box_size:g} Mpc/h",
+            "increase {} or reduce the map size")
     cell = pm.box_size / pm.mesh
     pix = theta * src.chi_far
     if cell > MAX_CELL_IN_PIXELS * pix:
-        raise ConfigError(
-            f"config key 'simulate.pm.mesh': a mesh cell ({cell:.2f} Mpc/h) is wider than {MAX_CELL_IN_PIXELS:g} "
-            f"map pixels at the farthest source distance ({pix:.2f} Mpc/h per pixel); increase simulate.pm.mesh "
-            "or the pixel size")
+        raise GeometryError(
+            "mesh", f"a mesh cell ({cell:.2f} Mpc/h) is wider than {MAX_CELL_IN_PIXELS:g} map pixels at the "
+            f"farthest source distance ({pix:.2f} Mpc/h per pixel)", "increase {} or the pixel size")
     a_far = float(scale_factor_at_distance(cosmo, src.chi_far))
     if a_far <= pm.a_init * 1.0001:
-        raise ConfigError(
-            f"config key 'simulate.pm.a_init': the sources reach z = {1 / a_far - 1:.2f}, before the simulation "
-            f"starts at a_init = {pm.a_init:g} (z = {1 / pm.a_init - 1:.2f}); lower simulate.pm.a_init")
+        raise GeometryError(
+            "a_init", f"the sources reach z = {1 / a_far - 1:.2f}, before the simulation starts at "
+            f"a_init = {pm.a_init:g} (z = {1 / pm.a_init - 1:.2f})", "lower {}")
     return src
 
 
-def step_schedule(pm: PMConfig) -> np.ndarray:
+def step_schedule(pm: PMParams) -> np.ndarray:
     """Scale factors of the step boundaries: n_steps + 1 values uniform in a from a_init to 1."""
     return np.linspace(pm.a_init, 1.0, pm.n_steps + 1)
 
 
-def initial_conditions(key: jax.Array, cosmo: CosmologyConfig, pm: PMConfig):
+def initial_conditions(key: jax.Array, cosmo: Cosmology, pm: PMParams):
     """2LPT (or 1LPT) particle positions and momenta at a_init, and the linear modes δ_L(k) at a = 1."""
-    n_p = pm.n_particles or pm.mesh
+    n_p = pm.n_particles
     k_tab = np.geomspace(1e-4, 2 * np.pi / pm.box_size * n_p * 2, 512)
     pk_tab = linear_power(cosmo, k_tab)
     g = growth_factors(cosmo, pm.a_init)
@@ -82,7 +118,7 @@ def initial_conditions(key: jax.Array, cosmo: CosmologyConfig, pm: PMConfig):
     return pos, mom, delta_k
 
 
-def pgd_amplitude(pm: PMConfig, a: float) -> float:
+def pgd_amplitude(pm: PMParams, a: float) -> float:
     """PGD amplitude α(a): pm.pgd_alpha_table at pm.pgd_alpha_a, linear in a, constant beyond the ends."""
     return float(np.interp(a, pm.pgd_alpha_a, pm.pgd_alpha_table))
 
@@ -95,7 +131,7 @@ def pgd_density(delta, positions, box_size: float, alpha, k_l, k_s):
     return density_contrast(jnp.mod(positions + shift, box_size), n, box_size, positions.shape[0])
 
 
-def pm_snapshots(key: jax.Array, cosmo: CosmologyConfig, pm: PMConfig, donate: bool = False):
+def pm_snapshots(key: jax.Array, cosmo: Cosmology, pm: PMParams, donate: bool = False):
     """Run the PM from its LPT initial conditions (key ``key``); yield (k, a, state, info) after step k.
 
     ``a`` is the scale factor at the end of the step and ``info.delta`` the CIC density contrast there.
@@ -111,7 +147,7 @@ def pm_snapshots(key: jax.Array, cosmo: CosmologyConfig, pm: PMConfig, donate: b
         yield k, float(a_steps[k + 1]), state, info
 
 
-def pm_kappa_map(key: jax.Array, cosmo: CosmologyConfig, sources: SourcesConfig, pm: PMConfig, npix: int,
+def pm_kappa_map(key: jax.Array, cosmo: Cosmology, sources: SourceRedshifts, pm: PMParams, npix: int,
                  pixel_size_arcmin: float, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """Born convergence map (npix, npix) float32 of one PM lightcone; ``progress(step, n_steps)`` per step."""
     src = check_geometry(cosmo, sources, pm, npix, pixel_size_arcmin)
