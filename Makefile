@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean experiment default-prior prior slurm
+.PHONY: venv demo test bench bench-tiles clean experiment default-prior prior slurm
 
 venv: $(STAMP)
 
@@ -103,3 +103,7 @@ clean:
 
 bench: $(STAMP)
 	bash benchmarks/run_all.sh
+
+# The survey-style tiled run on the local SLURM against the array tasks run at once (make slurm first).
+bench-tiles: $(STAMP)
+	bash benchmarks/run_all.sh bench_tiles

@@ -17,6 +17,6 @@ if [ -f "$STAMP" ] && [ "$STAMP" -nt requirements.lock ] && [ "$STAMP" -nt pypro
         && [ "$STAMP" -nt benchmarks/requirements.txt ]; then
     exit 0
 fi
-"$VENV/bin/python" -m pip install -q -c requirements.lock -e .
+"$VENV/bin/python" -m pip install -q -c requirements.lock -e ".[test]"  # bench_tiles reuses the test catalogs
 "$VENV/bin/python" -m pip install -q -c requirements.lock -r benchmarks/requirements.txt
 touch "$STAMP"
