@@ -1,4 +1,4 @@
-"""``massmap summarize``: S/N maps, peaks, spectra, null tests and calibration of a reconstruction.
+"""``massmap summarize``: S/N maps, peaks, spectra, null tests, calibration and sample statistics of a reconstruction.
 
 Reads a massmap reconstruction (FITS: KAPPA_KS / KAPPA_KS_B / KAPPA_WIENER / KAPPA_MEAN / KAPPA_STD /
 KAPPA_SAMPLES / KAPPA_MAP with GAMMA1, GAMMA2, NOISE_STD, MASK and an optional DIAGNOSTICS table),
