@@ -76,10 +76,12 @@ $(EXP)/summary/metrics.json: $(EXP)/recon.fits $(EXP)/stage-summarize.yaml
 	$(MM) summarize $(EXP)/recon.fits $(if $(wildcard $(EXP)/truth.fits),--truth $(EXP)/truth.fits) \
 	    -o $(EXP)/summary $(SET) --overwrite
 
-# The suite's SLURM (single node on localhost) is installed and started by tests/slurm/setup.sh when run
-# as root; elsewhere it says why not and the SLURM tests skip with that reason.
+# The suite's SLURM (single node on localhost) is installed and started by tests/slurm/setup.sh, and
+# Debian's chromium (headless rendering of report.html) by tests/browser/setup.sh, when run as root;
+# elsewhere they say why not and those tests skip with that reason.
 test: $(STAMP)
 	bash tests/slurm/setup.sh
+	bash tests/browser/setup.sh
 	$(PY) -m pytest -q tests
 
 # A local single-node SLURM to try `massmap tiles submit` on (root; Debian packages).

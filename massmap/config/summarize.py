@@ -33,6 +33,9 @@ class SummarizeConfig:
     # --- calibration (needs --truth and posterior samples) ---
     credible_levels: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.8, 0.9, 0.95, 0.99)
     zscore_bins: int = 40
+    # --- posterior samples against the truth (needs --truth and posterior samples) ---
+    sample_peak_bins: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)  # S/N bin edges
+    sample_pdf_bins: int = 30  # equal-width κ bins of the one-point PDF
     # --- figures ---
     dpi: int = 90
 
@@ -41,7 +44,7 @@ class SummarizeConfig:
             raise _err("smoothing_arcmin", f"must be >= 0, got {self.smoothing_arcmin}")
         if self.n_noise < 2:
             raise _err("n_noise", f"must be >= 2 (a standard deviation needs two realisations), got {self.n_noise}")
-        for name in ("noise_chunk", "max_peaks", "n_ell_bins", "zscore_bins", "dpi"):
+        for name in ("noise_chunk", "max_peaks", "n_ell_bins", "zscore_bins", "sample_pdf_bins", "dpi"):
             if getattr(self, name) < 1:
                 raise _err(name, f"must be >= 1, got {getattr(self, name)}")
         if not self.edge_arcmin >= 0:
@@ -57,3 +60,6 @@ class SummarizeConfig:
         bad = [a for a in self.credible_levels if not 0 < a < 1]
         if bad:
             raise _err("credible_levels", f"must lie in (0, 1), got {bad[0]}")
+        e = self.sample_peak_bins
+        if len(e) < 2 or not all(abs(x) < float("inf") for x in e) or any(b <= a for a, b in zip(e, e[1:])):
+            raise _err("sample_peak_bins", f"must be at least two finite, increasing S/N edges, got {list(e)}")

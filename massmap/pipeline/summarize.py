@@ -1,4 +1,4 @@
-"""``massmap summarize``: S/N maps, peaks, spectra, null tests and calibration of a reconstruction.
+"""``massmap summarize``: S/N maps, peaks, spectra, null tests, calibration and sample statistics of a reconstruction.
 
 Reads a massmap reconstruction (FITS: KAPPA_KS / KAPPA_KS_B / KAPPA_WIENER / KAPPA_MEAN / KAPPA_STD /
 KAPPA_SAMPLES / KAPPA_MAP with GAMMA1, GAMMA2, NOISE_STD, MASK and an optional DIAGNOSTICS table),
@@ -27,6 +27,7 @@ from massmap.io.output import InputError, provenance, write_config_sidecar
 from massmap.io.reconstruction import (METHOD_EXTS, Reconstruction, read_positions, read_reconstruction,
                                        read_truth, recorded_config)
 from massmap.pipeline.noise import noise_statistics
+from massmap.summarize import samples as sample_stats
 from massmap.summarize import stats
 
 # How methods are called in figures (METHOD_EXTS: the extension of each method's κ map, report order).
@@ -206,6 +207,9 @@ def run_summarize(config: Config, recon_path: str | Path, output_dir: str | Path
                  "binomial_error": stats.binomial_error(sc.credible_levels, int(inside.sum())),
                  "zscore_mean": float(z.mean()), "zscore_std": float(z.std()), "n_pixels": int(inside.sum())}
         metrics["calibration"] = calib
+        metrics["sample_statistics"] = sample_stats.sample_statistics(
+            post.samples, truth_map, post.std, inside, allowed, g.pixel_size_arcmin, edges, sc.sample_peak_bins,
+            sc.sample_pdf_bins)
     if pos is not None:
         metrics["positions"] = _position_values(pos, sums, inside)
     metrics["peaks"] = peaks

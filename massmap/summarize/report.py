@@ -93,8 +93,45 @@ def _columns_table(cols: dict[str, list], limit: int = 15) -> str:
     return _table(names, rows, first_is_key=False) + more
 
 
+def _bin(lo: Any, hi: Any) -> str:
+    return f"[{_fmt(lo)}, {_fmt(hi)})"
+
+
+def _sample_statistics_html(st: dict[str, Any]) -> str:
+    """Tables of massmap.summarize.samples.sample_statistics: C_ℓ ratio per band, peak counts per S/N bin,
+    one-point PDF per κ bin (truth vs the samples' mean ± std)."""
+    ps, pk, pdf = st["power_spectrum"], st.get("peak_counts"), st["pdf"]
+    e = ps["ell_edges"]
+    out = [f"<h2>Posterior samples against the truth ({st['n_samples']} samples)</h2>",
+           f"<p>Largest |C_ℓ ratio − 1| in the bands below half the Nyquist ℓ ({_fmt(ps['ell_limit'])}): "
+           f"<b>{_fmt(ps['max_abs_deviation'])}</b> at ℓ = {_fmt(ps['max_deviation_ell'])}. Agreement: a ratio "
+           "within its expected scatter of 1, and truth counts within the samples' mean ± std.</p>",
+           _table(["ℓ band", "mean ℓ", "C_ℓ truth", "mean C_ℓ(samples) / C_ℓ(truth)", "spread over samples",
+                   "independent-draw scatter", "compared"],
+                  [[_bin(e[i], e[i + 1]), ps["ell"][i], ps["cl_truth"][i], ps["ratio"][i], ps["ratio_std"][i],
+                    ps["ratio_error"][i], ps["bins_compared"][i]] for i in range(len(ps["ell"]))])]
+    if pk:
+        e = pk["snr_edges"]
+        out.append(f"<p>Peak counts of map / σ (σ: {html.escape(str(pk.get('sigma')))}): truth {pk['truth_total']} "
+                   f"peaks in the bins, samples {_fmt(pk['samples_total_mean'])} on average.</p>")
+        out.append(_table(["S/N bin", "truth", "samples mean", "samples std"],
+                          [[_bin(e[i], e[i + 1]), pk["truth"][i], pk["samples_mean"][i], pk["samples_std"][i]]
+                           for i in range(len(pk["truth"]))]))
+    e = pdf["kappa_edges"]
+    out.append(f"<p>One-point PDF of κ in the {pdf['n_pixels']} pixels with data (density per unit κ); sample "
+               f"pixels outside the bins: {_fmt(pdf['samples_below'])} below, {_fmt(pdf['samples_above'])} above.</p>")
+    out.append(_table(["κ bin", "truth", "samples mean", "samples std"],
+                      [[_bin(e[i], e[i + 1]), pdf["truth"][i], pdf["samples_mean"][i], pdf["samples_std"][i]]
+                       for i in range(len(pdf["truth"]))]))
+    return "".join(out)
+
+
 def write_report(path: str | Path, metrics: dict[str, Any], figures: list[dict[str, Any]]) -> Path:
-    """Write report.html from JSON-ready metrics and figure entries {'file', 'title', 'caption'}."""
+    """Write report.html from JSON-ready metrics and figure entries {'file', 'title', 'caption'}.
+
+    Order: title and provenance table, the figures (in the given order: maps first), then the metric
+    tables (methods, null test, calibration, samples against the truth, positions, peaks, diagnostics).
+    """
     p = Path(path)
     prov = metrics.get("provenance", {})
     inputs = prov.get("inputs", {})
@@ -110,6 +147,9 @@ def write_report(path: str | Path, metrics: dict[str, Any], figures: list[dict[s
                                                        f"seed {prov.get('seed')}"],
                                    ["grid", "{ny}×{nx} pixels of {pixel_size_arcmin:g} arcmin, centre RA {center_ra:.4f}, "
                                             "Dec {center_dec:.4f}".format(**metrics["grid"])]]))
+    for f in figures:  # the figures, maps first, before the tables
+        parts.append(f"<h2>{html.escape(f['title'])}</h2><figure><img src=\"{html.escape(f['file'])}\" "
+                     f"alt=\"{html.escape(f['title'])}\"><figcaption>{html.escape(f['caption'])}</figcaption></figure>")
     parts.append("<h2>Metrics</h2>" + _methods_table(metrics.get("methods", {})))
     null = metrics.get("b_mode_null_test")
     if null:
@@ -128,6 +168,8 @@ def write_report(path: str | Path, metrics: dict[str, Any], figures: list[dict[s
                      + _table(["credible level α", "coverage", "binomial error"], rows)
                      + f"<p>z-scores: mean {_fmt(calib['zscore_mean'])}, std {_fmt(calib['zscore_std'])} "
                        f"({calib['n_pixels']} pixels).</p>")
+    if metrics.get("sample_statistics"):
+        parts.append(_sample_statistics_html(metrics["sample_statistics"]))
     if metrics.get("positions"):
         parts.append("<h2>Input positions</h2>" + _columns_table(metrics["positions"], limit=50))
     for m, cols in (metrics.get("peaks") or {}).items():
@@ -138,9 +180,6 @@ def write_report(path: str | Path, metrics: dict[str, Any], figures: list[dict[s
     if diag:
         scalar = [[k, v[0] if isinstance(v, list) and len(v) == 1 else v] for k, v in diag.items()]
         parts.append("<h2>Sampler diagnostics</h2>" + _table(["quantity", "value"], scalar))
-    for f in figures:
-        parts.append(f"<h2>{html.escape(f['title'])}</h2><figure><img src=\"{html.escape(f['file'])}\" "
-                     f"alt=\"{html.escape(f['title'])}\"><figcaption>{html.escape(f['caption'])}</figcaption></figure>")
     parts.append("<h2>Files</h2><p>All numbers: <a href=\"metrics.json\">metrics.json</a>; peaks: "
                  "<code>peaks.fits</code>; S/N and σ maps: <code>snr.fits</code>; resolved config: "
                  "<a href=\"metrics.config.yaml\">metrics.config.yaml</a>.</p></body></html>")

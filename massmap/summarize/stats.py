@@ -72,9 +72,13 @@ def pearson_r(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray | None =
 
 def ell_bin_edges(ny: int, nx: int, pixel_size_arcmin: float, n_bins: int,
                   ell_min: float | None = None, ell_max: float | None = None) -> np.ndarray:
-    """Log-spaced ℓ bin edges; defaults: the fundamental mode 2π/(L) to the Nyquist ℓ π/θ_pix."""
+    """Log-spaced ℓ bin edges; defaults: the fundamental mode 2π/(L) to the Nyquist ℓ π/θ_pix.
+
+    The default edges are widened by 10⁻⁹ (relative) so that the fundamental and the Nyquist modes fall
+    inside the first and last bins whatever the rounding of ℓ on the DFT grid.
+    """
     theta = pixel_size_arcmin * ARCMIN
-    lo = ell_min if ell_min is not None else 2 * np.pi / (max(ny, nx) * theta)
+    lo = ell_min if ell_min is not None else 2 * np.pi / (max(ny, nx) * theta) * (1 - 1e-9)
     hi = ell_max if ell_max is not None else np.pi / theta * (1 + 1e-9)
     return np.geomspace(lo, hi, n_bins + 1)
 
