@@ -44,6 +44,10 @@ def chains_chunk2() -> dict:
     return chains(2)
 
 
+def chains_chunk3() -> dict:
+    return chains(3)
+
+
 def training(steps: int = 3) -> dict:
     """A few data-parallel steps of the score network (batch 8, 16² patches, two UNet levels)."""
     from massmap import parallel
@@ -127,7 +131,7 @@ def pm_jaxdecomp() -> dict:
     return pm(fft="jaxdecomp")
 
 
-CASES = {f.__name__: f for f in (chains, chains_chunk2, training, simulate, pm, pm_xla, pm_jaxdecomp)}
+CASES = {f.__name__: f for f in (chains, chains_chunk2, chains_chunk3, training, simulate, pm, pm_xla, pm_jaxdecomp)}
 
 
 def main(out: str, names: list[str]) -> None:
