@@ -13,8 +13,8 @@ massmap.infer.annealed):
 
 Chains run in vmapped chunks of ``chunk`` (memory only: a chain's numbers do not depend on its chunk).
 With several devices (massmap.parallel) each chunk is padded to a multiple of the device count and its
-chains are split over the devices along the chain axis (XLA partitions the vmapped chains; the padding
-chains are discarded); under jax.distributed the devices of every process share the chains and every
+chains are split over the devices along the chain axis (each device runs the vmapped kernel on its
+share, :func:`build_level`; the padding chains are discarded); under jax.distributed the devices of every process share the chains and every
 process gets all the samples.
 A chain whose draws or cached gradients are non-finite is run again with key fold_in(fold_in(key, c), r)
 for restart r ≤ ``max_restarts``, then dropped; if every chain is dropped, :class:`SamplingError`.
@@ -178,9 +178,14 @@ def _batched_score(prior) -> Callable:
 
 
 @functools.lru_cache(maxsize=8)
-def build_level(kernel: tuple, prior) -> Callable:
+def build_level(kernel: tuple, prior, mesh=None) -> Callable:
     """The jitted, chain-vmapped :func:`~massmap.infer.annealed.run_level` for ``prior`` and the kernel
-    settings ``SamplerSettings.kernel()`` (compiled once per shape; priors hash by identity)."""
+    settings ``SamplerSettings.kernel()`` (compiled once per shape; priors hash by identity).
+
+    With a device ``mesh`` (massmap.parallel.batch_mesh) the chains are split along the mesh axis by
+    ``shard_map``: each device runs the vmapped level on its own chains, with its own leapfrog loop
+    lengths and no communication (the program of one device with B/D chains).
+    """
     reduced, traj, n_leap, max_leap, metropolis, max_err, target = kernel
     score = _batched_score(prior)
 
@@ -191,7 +196,11 @@ def build_level(kernel: tuple, prior) -> Callable:
                            metropolis=metropolis, max_energy_error=max_err, target_accept=target)
         return jax.vmap(lambda k, st: run_level(alg, k, st, sigma, n_steps, mode, reinit))(keys, states)
 
-    return jax.jit(level)
+    if mesh is None:
+        return jax.jit(level)
+    whole, split = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec(parallel.AXIS)
+    return jax.jit(jax.shard_map(level, mesh=mesh, in_specs=(whole, whole, split, split, whole, whole, whole, whole),
+                                 out_specs=(split, split), check_vma=False))  # no collectives inside
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
@@ -217,12 +226,12 @@ def run_chains(chain_keys: jax.Array, data: PaddedShear, prior, spectrum: jnp.nd
     padding chains dropped); a chain's numbers do not depend on that.
     """
     tick = on_step or (lambda: None)
-    level = build_level(settings.kernel(), prior)
+    sharded = parallel.device_count() > 1
+    level = build_level(settings.kernel(), prior, parallel.batch_mesh() if sharded else None)
     schedule = settings.schedule
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
     n_levels, n_draws = len(schedule), settings.draws_per_chain
     n_chains = chain_keys.shape[0]
-    sharded = parallel.device_count() > 1
     if sharded:
         chain_keys = jnp.asarray(parallel.pad_batch(chain_keys, parallel.padded_size(n_chains)))
     b = chain_keys.shape[0]
