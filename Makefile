@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench clean experiment default-prior prior
+.PHONY: venv demo test bench bench-scale clean experiment default-prior prior
 
 venv: $(STAMP)
 
@@ -96,3 +96,8 @@ clean:
 
 bench: $(STAMP)
 	bash benchmarks/run_all.sh
+
+# Throughput against device count (1, 2, 4 forced host devices) and the largest PM mesh per device
+# count (docs/cluster.md, Devices); massmap only, no peers.
+bench-scale: $(STAMP)
+	$(PY) benchmarks/bench_scale.py
