@@ -11,11 +11,12 @@ massmap.infer.annealed):
 4. draws: ``draws_per_chain`` = ⌈n_samples / chains⌉ draws, ``thin`` transitions apart, step size
    frozen (FROZEN), each denoised by Tweedie's formula (``tweedie``) and cropped to the unpadded map.
 
-Chains run in vmapped chunks of ``chunk`` (memory only: a chain's numbers do not depend on its chunk).
-With several devices (massmap.parallel) each chunk is padded to a multiple of the device count and its
-chains are split over the devices along the chain axis (each device runs the vmapped kernel on its
-share, :func:`build_level`; the padding chains are discarded); under jax.distributed the devices of every process share the chains and every
-process gets all the samples.
+Chains run in vmapped chunks of ``chunk`` (memory only: a chain's numbers depend on its chunk size only
+through float rounding, as XLA vectorises other batch sizes differently). With several devices
+(massmap.parallel) each chunk is padded to a multiple of the device count and its chains are split
+over the devices along the chain axis (each device runs the vmapped kernel on its share,
+:func:`build_level`; the padding chains are discarded); under jax.distributed the devices of every
+process share the chains and every process gets all the samples.
 A chain whose draws or cached gradients are non-finite is run again with key fold_in(fold_in(key, c), r)
 for restart r ≤ ``max_restarts``, then dropped; if every chain is dropped, :class:`SamplingError`.
 Convergence: split-R̂ and ESS (massmap.infer.diagnostics) of three per-draw scalars (map variance,
