@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench bench-tiles clean experiment default-prior prior slurm
+.PHONY: venv demo test bench bench-tiles bench-scale clean experiment default-prior prior slurm
 
 venv: $(STAMP)
 
@@ -109,3 +109,8 @@ bench: $(STAMP)
 # The survey-style tiled run on the local SLURM against the array tasks run at once (make slurm first).
 bench-tiles: $(STAMP)
 	bash benchmarks/run_all.sh bench_tiles
+
+# Throughput against device count (1, 2, 4 forced host devices) and the largest PM mesh per device
+# count (docs/cluster.md, Devices); massmap only, no peers.
+bench-scale: $(STAMP)
+	$(PY) benchmarks/bench_scale.py

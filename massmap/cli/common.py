@@ -17,10 +17,35 @@ USER_ERRORS = (ConfigError, InputError, FileNotFoundError)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="massmap")
-def main() -> None:
+@click.option("--distributed", is_flag=True,
+              help="Run as one of several processes (jax.distributed; automatic in a multi-task SLURM step). "
+                   "See docs/cluster.md.")
+@click.pass_context
+def main(ctx, distributed) -> None:
     """massmap: weak-lensing shear catalogs to convergence (mass) maps."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     enable_compilation_cache()
+    start_processes(distributed, ctx.invoked_subcommand)
+
+
+DISTRIBUTED_COMMANDS = ("simulate", "config")  # the commands that share their work between processes
+
+
+def start_processes(flag: bool, command: str | None) -> None:
+    """jax.distributed when asked or under several SLURM tasks (massmap.parallel); one line and exit 2 if
+    it cannot start, or for a command that runs in one process only."""
+    from massmap import parallel
+
+    try:
+        if not parallel.initialize_distributed(True if flag else None):
+            return
+    except Exception as err:  # noqa: BLE001 (coordinator unreachable, bad JAX_* variables, ...)
+        click.echo(f"massmap: error: jax.distributed did not start: {str(err).splitlines()[0]}", err=True)
+        sys.exit(EXIT_INPUT)
+    if parallel.process_count() > 1 and command not in DISTRIBUTED_COMMANDS:
+        click.echo(f"massmap: error: '{command}' runs in one process (on all its devices); only simulate is "
+                   "split between processes", err=True)
+        sys.exit(EXIT_INPUT)
 
 
 def enable_compilation_cache() -> None:

@@ -11,7 +11,12 @@ massmap.infer.annealed):
 4. draws: ``draws_per_chain`` = ⌈n_samples / chains⌉ draws, ``thin`` transitions apart, step size
    frozen (FROZEN), each denoised by Tweedie's formula (``tweedie``) and cropped to the unpadded map.
 
-Chains run in vmapped chunks of ``chunk`` (memory only: a chain's numbers do not depend on its chunk).
+Chains run in vmapped chunks of ``chunk`` (memory only: a chain's numbers depend on its chunk size only
+through float rounding, as XLA vectorises other batch sizes differently). With several devices
+(massmap.parallel) each chunk is padded to a multiple of the device count and its chains are split
+over the devices along the chain axis (each device runs the vmapped kernel on its share,
+:func:`build_level`; the padding chains are discarded); under jax.distributed the devices of every
+process share the chains and every process gets all the samples.
 A chain whose draws or cached gradients are non-finite is run again with key fold_in(fold_in(key, c), r)
 for restart r ≤ ``max_restarts``, then dropped; if every chain is dropped, :class:`SamplingError`.
 Convergence: split-R̂ and ESS (massmap.infer.diagnostics) of three per-draw scalars (map variance,
@@ -31,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from massmap import parallel
 from massmap.errors import SamplingError
 from massmap.infer.annealed import (ADAPT, ADAPT_DOWN, FROZEN, HMCState, annealed_hmc, denoise, init_position,
                                     initial_log_step_size, run_level, sigma_schedule)
@@ -173,9 +179,14 @@ def _batched_score(prior) -> Callable:
 
 
 @functools.lru_cache(maxsize=8)
-def build_level(kernel: tuple, prior) -> Callable:
+def build_level(kernel: tuple, prior, mesh=None) -> Callable:
     """The jitted, chain-vmapped :func:`~massmap.infer.annealed.run_level` for ``prior`` and the kernel
-    settings ``SamplerSettings.kernel()`` (compiled once per shape; priors hash by identity)."""
+    settings ``SamplerSettings.kernel()`` (compiled once per shape; priors hash by identity).
+
+    With a device ``mesh`` (massmap.parallel.batch_mesh) the chains are split along the mesh axis by
+    ``shard_map``: each device runs the vmapped level on its own chains, with its own leapfrog loop
+    lengths and no communication (the program of one device with B/D chains).
+    """
     reduced, traj, n_leap, max_leap, metropolis, max_err, target = kernel
     score = _batched_score(prior)
 
@@ -186,7 +197,11 @@ def build_level(kernel: tuple, prior) -> Callable:
                            metropolis=metropolis, max_energy_error=max_err, target_accept=target)
         return jax.vmap(lambda k, st: run_level(alg, k, st, sigma, n_steps, mode, reinit))(keys, states)
 
-    return jax.jit(level)
+    if mesh is None:
+        return jax.jit(level)
+    whole, split = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec(parallel.AXIS)
+    return jax.jit(jax.shard_map(level, mesh=mesh, in_specs=(whole, whole, split, split, whole, whole, whole, whole),
+                                 out_specs=(split, split), check_vma=False))  # no collectives inside
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
@@ -207,13 +222,19 @@ def run_chains(chain_keys: jax.Array, data: PaddedShear, prior, spectrum: jnp.nd
     """Run a batch of chains from their keys (B, key) through annealing, burn-in and draws.
 
     ``spectrum`` is the preconditioner's per-mode variance on the padded grid; ``on_step()`` is called
-    after every level and every draw (progress).
+    after every level and every draw (progress). With several devices the keys and the chain states are
+    split over them along the chain axis (B is padded to a multiple of the device count inside and the
+    padding chains dropped); a chain's numbers do not depend on that.
     """
     tick = on_step or (lambda: None)
-    level = build_level(settings.kernel(), prior)
+    sharded = parallel.device_count() > 1
+    level = build_level(settings.kernel(), prior, parallel.batch_mesh() if sharded else None)
     schedule = settings.schedule
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
     n_levels, n_draws = len(schedule), settings.draws_per_chain
+    n_chains = chain_keys.shape[0]
+    if sharded:
+        chain_keys = jnp.asarray(parallel.pad_batch(chain_keys, parallel.padded_size(n_chains)))
     b = chain_keys.shape[0]
     sigma0 = jnp.float32(schedule[0])
     pos = _init_positions(fold(chain_keys, 0), spectrum, sigma0)
@@ -222,20 +243,24 @@ def run_chains(chain_keys: jax.Array, data: PaddedShear, prior, spectrum: jnp.nd
     # cached terms are filled by the first level's re-initialisation
     states = HMCState(pos, jnp.zeros(b, jnp.float32), zeros, zeros, jnp.full(b, sigma0),
                       jnp.full(b, log_eps0, jnp.float32))
+    if sharded:  # chains split over the devices; the data and the spectrum on every device
+        chain_keys, states = parallel.shard_batch((chain_keys, states))
+        data, spectrum = parallel.replicate((data, spectrum))
+    host = parallel.to_host
     evals = np.zeros(b, np.int64)
     acc, eps, lf, div = (np.zeros((b, n_levels)) for _ in range(4))
     for i, sigma in enumerate(schedule):
         states, info = level(data, spectrum, fold(chain_keys, 1 + i), states, jnp.float32(sigma),
                              settings.steps_per_level, ADAPT_DOWN, True)
-        acc[:, i], eps[:, i] = np.asarray(info.acceptance_rate), np.asarray(info.step_size)
-        lf[:, i], div[:, i] = np.asarray(info.n_evals), np.asarray(info.n_divergent)
-        evals += np.asarray(info.n_evals)
+        acc[:, i], eps[:, i] = host(info.acceptance_rate), host(info.step_size)
+        lf[:, i], div[:, i] = host(info.n_evals), host(info.n_divergent)
+        evals += host(info.n_evals)
         tick()
     sigma_min = jnp.float32(schedule[-1])
     if settings.burn_in > 0:
         states, info = level(data, spectrum, fold(chain_keys, 1 + n_levels), states, sigma_min, settings.burn_in,
                              ADAPT, False)
-        evals += np.asarray(info.n_evals)
+        evals += host(info.n_evals)
     ny, nx = (n - 2 * pad for n in data.g1.shape)
     draws = np.empty((b, n_draws, ny, nx), np.float32)
     ok = np.ones(b, bool)
@@ -243,16 +268,16 @@ def run_chains(chain_keys: jax.Array, data: PaddedShear, prior, spectrum: jnp.nd
     for j in range(n_draws):
         states, info = level(data, spectrum, fold(chain_keys, 2 + n_levels + j), states, sigma_min, settings.thin,
                              FROZEN, False)
-        evals += np.asarray(info.n_evals)
-        draw_acc += np.asarray(info.acceptance_rate) / n_draws
-        draw_div += np.asarray(info.n_divergent)
+        evals += host(info.n_evals)
+        draw_acc += host(info.acceptance_rate) / n_draws
+        draw_div += host(info.n_divergent)
         kappa, finite = _draw(states, settings.tweedie, pad)
-        draws[:, j] = np.asarray(kappa)
-        ok &= np.asarray(finite)
+        draws[:, j] = host(kappa)
+        ok &= host(finite)
         tick()
     ok &= np.isfinite(draws).all(axis=(1, 2, 3))
-    return ChainBatch(draws, ok, evals, acc, eps, lf, div, draw_acc, draw_div,
-                      np.asarray(jnp.exp(states.log_step_size)))
+    out = ChainBatch(draws, ok, evals, acc, eps, lf, div, draw_acc, draw_div, host(jnp.exp(states.log_step_size)))
+    return ChainBatch(*(field[:n_chains] for field in out))
 
 
 def summaries(draws: np.ndarray) -> dict[str, np.ndarray]:
@@ -298,7 +323,8 @@ def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: Sampler
                 restarts += len(pending)
                 if on_restart is not None:
                     on_restart(len(pending))
-            ids = pending + [pending[0]] * (chunk - len(pending))  # pad the chunk; extras are discarded
+            # pad the chunk (to a multiple of the device count); extras are discarded
+            ids = pending + [pending[0]] * (parallel.padded_size(chunk) - len(pending))
             keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, c), attempt) for c in ids])
             out = run_chains(keys, data, prior, spectrum, settings, pad, on_step)
             total_evals += int(out.n_evals[: len(pending)].sum())

@@ -12,6 +12,8 @@ Files: a fresh run writes ``OUT.part`` and renames it to ``OUT`` when all maps a
 interrupted run leaves ``OUT.part`` holding its finished maps, which ``resume=True`` continues.
 Resuming a finished ``OUT`` (e.g. with a larger ``simulate.n_maps``) appends to it in place; a map is
 counted (attribute ``n_done``) only after it is flushed to disk.
+
+Several devices or processes (massmap.parallel) share the maps by index: massmap.pipeline.simulate_parallel.
 """
 from __future__ import annotations
 
@@ -24,12 +26,14 @@ import numpy as np
 
 from massmap import __version__
 from massmap.config import ConfigError, dump_yaml, to_dict
+from massmap import parallel
 from massmap.config.physics import cosmology_of, sources_of
 from massmap.config.pm import pm_params_of
 from massmap.cosmology import Cosmology, SourceRedshifts, kappa_cl, source_redshift_weights
-from massmap.io.datasets import MapSetWriter, read_metadata
+from massmap.io.datasets import MapSetWriter, read_maps, read_metadata
 from massmap.io.nz import read_nz_file
 from massmap.io.output import InputError, provenance, write_config_sidecar
+from massmap.pipeline.simulate_parallel import generate_maps, simulate_distributed
 from massmap.plots.training import write_preview
 
 COSMOLOGY_KEYS = ("Omega_c", "Omega_b", "h", "sigma8", "n_s", "w0")
@@ -46,6 +50,7 @@ class MapSampler(NamedTuple):
     ell: np.ndarray  # target C_ℓ table
     cl: np.ndarray
     n_steps: int  # inner steps per map shown in a second progress bar (0: none)
+    batch: Callable | None = None  # jitted keys (B, 2) -> maps (B, npix, npix), where the kind is vmappable
 
 
 def partial_path(output: str | Path) -> Path:
@@ -130,7 +135,9 @@ def make_sampler(config) -> MapSampler:
     cl_grid = cl_on_grid(ell, cl, n, n, pix)
     mode_var = mode_variance(cl_grid, pix)
     if sim.kind == "grf":
-        fn = jax.jit(lambda key: gaussian_random_field(key, cl_grid, pix))
+        def one(key):
+            return gaussian_random_field(key, cl_grid, pix)
+
         attrs = {"pixel_variance": float(mode_var.mean())}
     else:
         from massmap.sim.lognormal import lognormal_spectrum, shifted_lognormal_field
@@ -144,12 +151,16 @@ def make_sampler(config) -> MapSampler:
         except ValueError as err:
             raise ConfigError(f"config key 'simulate.lognormal_shift': {err}") from None
         s_g, var_g = spec.gaussian_mode_var, spec.gaussian_variance
-        fn = jax.jit(lambda key: shifted_lognormal_field(key, s_g, var_g, shift))
+
+        def one(key):
+            return shifted_lognormal_field(key, s_g, var_g, shift)
+
         attrs = {"lognormal_shift": shift, "lognormal_shift_origin": origin,
                  "lognormal_gaussian_variance": var_g, "lognormal_mean_mode_offset": spec.mean_mode_offset,
                  "lognormal_clipped_fraction": spec.clipped_fraction,
                  "pixel_variance": float(mode_var.mean() + shift**2 * np.expm1(spec.mean_mode_offset))}
-    return MapSampler(lambda key, step_progress=None: np.asarray(fn(key)), attrs, ell, cl, 0)
+    fn = jax.jit(one)
+    return MapSampler(lambda key, step_progress=None: np.asarray(fn(key)), attrs, ell, cl, 0, jax.jit(jax.vmap(one)))
 
 
 def map_key(seed: int, index: int):
@@ -257,6 +268,15 @@ def run_simulate(config, output: str | Path, overwrite: bool = False, resume: bo
         "config": dump_yaml(config), "provenance": prov, "date": prov["date"], "complete": False,
     }
     tables = {**tables, "theory_ell": sampler.ell, "theory_cl": sampler.cl}
+
+    def finish(path: Path, first: np.ndarray) -> None:
+        write_config_sidecar(path, config)
+        write_preview(preview_path(path), first, sim.pixel_size_arcmin, sim.kind,
+                      sampler.attrs.get("lognormal_shift"), sampler.attrs.get("pixel_variance"))
+
+    if parallel.process_count() > 1:  # process p makes maps i ≡ p (mod P); process 0 merges them
+        return simulate_distributed(config, sampler, output, target, append, attrs, tables, overwrite, resume,
+                                    progress, lambda p: finish(p, read_maps(p, slice(0, 64))[0]))
     if not append and target.exists():
         target.unlink()  # a stale partial file when overwriting
 
@@ -267,20 +287,18 @@ def run_simulate(config, output: str | Path, overwrite: bool = False, resume: bo
 
     def step_progress(done: int, total: int) -> None:
         if steps is not None:
-            steps.total = total
-            steps.n = done
+            steps.total, steps.n = total, done
             steps.refresh()
 
     with MapSetWriter(target, sim.n_maps, sim.npix, attrs, tables, append=append) as writer:
         start = writer.n_done
         bar.update(start)
-        i = start
         try:
-            for i in range(start, sim.n_maps):
+            for i, kappa in generate_maps(sampler, config.seed, range(start, sim.n_maps), step_progress):
+                writer.write_map(i, kappa)
+                bar.update(1)
                 if steps is not None:
                     steps.reset(total=sampler.n_steps)
-                writer.write_map(i, sampler.sample(map_key(config.seed, i), step_progress))
-                bar.update(1)
         except KeyboardInterrupt:
             bar.close()
             raise Interrupted(f"interrupted after {writer.n_done} of {sim.n_maps} maps; '{target}' keeps "
@@ -293,7 +311,5 @@ def run_simulate(config, output: str | Path, overwrite: bool = False, resume: bo
         first = np.asarray(writer.file["kappa"][: min(sim.n_maps, 64)])
     if target != output:
         os.replace(target, output)
-    write_config_sidecar(output, config)
-    write_preview(preview_path(output), first, sim.pixel_size_arcmin, sim.kind,
-                  sampler.attrs.get("lognormal_shift"), sampler.attrs.get("pixel_variance"))
+    finish(output, first)
     return output

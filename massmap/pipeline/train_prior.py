@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from massmap.config import dump_yaml, to_dict
+from massmap import parallel
+from massmap.config import ConfigError, dump_yaml, to_dict
 from massmap.config.prior import training_sigma_range
 from massmap.io.checkpoints import checkpoint_paths, load_checkpoint, save_checkpoint
 from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
@@ -30,8 +31,8 @@ from massmap.plots.training import write_denoise_plot, write_loss_plot
 from massmap.prior.augment import make_patch_source, sample_patches
 from massmap.prior.dsm import base_residual, white_mode_variance
 from massmap.prior.hybrid import empirical_cl, hybrid_mode_variance
-from massmap.prior.training import (Hyper, TrainSpec, fold_spectral_norm, init_train, make_hyper,
-                                    residual_apply, train_step, validation_loss)
+from massmap.prior.training import (Hyper, TrainSpec, data_parallel_sharding, fold_spectral_norm, init_train,
+                                    make_hyper, residual_apply, train_step, validation_loss)
 from massmap.prior.spectral_norm import periodic_conv_norm
 from massmap.prior.unet import UNetSpec
 
@@ -121,9 +122,13 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
                     ) -> TrainPriorResult:
     """Train the score prior of config section `prior` on ``data_paths`` and write ``output``.
 
-    ``on_step(step, loss)`` is called after every step (step = steps done so far).
+    ``on_step(step, loss)`` is called after every step (step = steps done so far). With several devices
+    each step is data parallel (the batch split over them, :func:`massmap.prior.training.train_step`).
     """
     pc = config.prior
+    if parallel.process_count() > 1:
+        raise ConfigError("train-prior runs in one process (on all of its devices); start it without "
+                          "srun -n N / --distributed (MASSMAP_DISTRIBUTED=0 under a multi-task SLURM step)")
     output = check_output(output, overwrite)
     ckpt, prev_ckpt = checkpoint_paths(output)
     if not resume and (ckpt.exists() or prev_ckpt.exists()) and not overwrite:
@@ -199,6 +204,9 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
                              "resume with the same DATA arguments")
         history = {k: np.asarray(history.get(k, np.zeros(0))) for k in ("train_loss", "val_step", "val_loss")}
 
+    sharding = data_parallel_sharding(pc.batch_size)
+    if sharding is not None:  # parameters, optimiser state and data on every device; the batch split
+        state, source, mode_var = parallel.replicate((state, source, mode_var), sharding.mesh)
     step = int(state.step)
     losses = list(history["train_loss"][:step])
     val_steps, val_vals = list(history["val_step"]), list(history["val_loss"])
@@ -216,7 +224,7 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
     t_last, s_last = time.perf_counter(), step
     with _stop_requests() as stop, bar:
         while step < pc.steps:
-            state, info = train_step(state, source, mode_var, hyper, spec)
+            state, info = train_step(state, source, mode_var, hyper, spec, sharding)
             step += 1
             loss = float(info.loss)
             if not np.isfinite(loss):

@@ -13,6 +13,7 @@ All σ values here are in the units of the normalised maps (σ_x = σ_κ / τ).
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -108,18 +109,26 @@ def init_train(key: jax.Array, spec: TrainSpec, hyper: Hyper, mode_var: jnp.ndar
                       jax.random.fold_in(key, 1))
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@functools.partial(jax.jit, static_argnames=("spec", "batch_sharding"))
 def train_step(state: TrainState, source: PatchSource, mode_var: jnp.ndarray, hyper: Hyper,
-               spec: TrainSpec) -> tuple[TrainState, TrainInfo]:
+               spec: TrainSpec, batch_sharding=None) -> tuple[TrainState, TrainInfo]:
     """One optimisation step (pure; the batch is drawn from ``source`` with the state's key).
 
     ``mode_var``: per-mode variances of the analytic base term (ones for a plain prior).
+    ``batch_sharding`` (data parallel, massmap.parallel.batch_sharding): the batch's patches, noise
+    levels and noise are split over the devices along the batch axis, with the state replicated on
+    them (:func:`massmap.parallel.replicate`); the loss is a batch mean, so XLA sums the per-device
+    gradients (an all-reduce) and every device applies the same update. The batch itself is the same
+    draw as on one device (partitionable threefry), so the numbers differ from one device's only by
+    the order of the float sums.
     """
     net = residual_network(spec.unet)
     key, k_batch, k_sigma, k_noise = jax.random.split(state.key, 4)
     clean = sample_patches(k_batch, source, spec.npix, spec.batch_size)
     sigma = sample_sigma(k_sigma, (spec.batch_size,), hyper.sigma_min, hyper.sigma_max, spec.sigma_distribution)
     noise = jax.random.normal(k_noise, clean.shape, jnp.float32)
+    if batch_sharding is not None:
+        clean, sigma, noise = jax.lax.with_sharding_constraint((clean, sigma, noise), batch_sharding)
     (loss, (_, net_state)), grads = jax.value_and_grad(dsm_loss, argnums=1, has_aux=True)(
         net, state.params, state.net_state, clean, sigma, noise, mode_var)
     updates, opt_state = optimizer(hyper).update(grads, state.opt_state, state.params)
@@ -130,6 +139,21 @@ def train_step(state: TrainState, source: PatchSource, mode_var: jnp.ndarray, hy
     ema = unravel(decay * flat_ema + (1.0 - decay) * ravel_pytree(params)[0])
     info = TrainInfo(loss, optax.global_norm(grads), learning_rate(hyper, state.step))
     return TrainState(params, net_state, ema, opt_state, state.step + 1, key), info
+
+
+def data_parallel_sharding(batch_size: int):
+    """The batch-axis sharding over this process's devices for data-parallel :func:`train_step`, or None
+    with one device, or (with a warning) when ``batch_size`` is not a multiple of the device count."""
+    from massmap import parallel
+
+    n = parallel.device_count(local=True)
+    if n == 1:
+        return None
+    if batch_size % n:
+        warnings.warn(f"prior.batch_size={batch_size} is not a multiple of the {n} devices: training runs on "
+                      "one device", stacklevel=2)
+        return None
+    return parallel.batch_sharding(parallel.batch_mesh(local=True))
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
