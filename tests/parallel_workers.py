@@ -97,14 +97,15 @@ def simulate(folder: str | None = None) -> dict:
 def pm(mesh: int = 16, n_steps: int = 3, fft: str = "slab") -> dict:
     """LPT initial conditions and ``n_steps`` KDK steps on a ``mesh``³ mesh, one device or sharded."""
     from massmap import parallel
-    from massmap.config.pm import PMConfig
+    from massmap.config.physics import cosmology_of
+    from massmap.config.pm import PMConfig, pm_params_of
     from massmap.config.schema import CosmologyConfig
     from massmap.sim.integrate import kdk_factors, pm_integrator
     from massmap.sim.raytrace import FORCE_DECONVOLUTION, initial_conditions, step_schedule
     from massmap.sim.sharded import sharded_pm_integrator
 
-    cosmo = CosmologyConfig()
-    cfg = PMConfig(box_size=64.0, mesh=mesh, n_steps=n_steps, a_init=0.1)
+    cosmo = cosmology_of(CosmologyConfig())
+    cfg = pm_params_of(PMConfig(box_size=64.0, mesh=mesh, n_steps=n_steps, a_init=0.1))
     pos, mom, _ = initial_conditions(jax.random.PRNGKey(7), cosmo, cfg)
     a_steps = step_schedule(cfg)
     factors = kdk_factors(cosmo, a_steps)

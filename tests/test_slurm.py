@@ -89,3 +89,28 @@ def test_job_array_and_merge_on_slurm_with_a_killed_task(tmp_path):
     assert (tmp_path / "merged.fits").exists(), (run / "slurm" / "merge.log").read_text()[-2000:]
     assert {i: parts[i].stat().st_mtime_ns for i in before} == before  # finished tiles were not redone
     assert_same_maps(tmp_path / "serial.fits", tmp_path / "merged.fits")
+
+
+def test_multi_node_template_runs_one_command_over_two_processes(tmp_path):
+    """configs/slurm/multi-node.sbatch with 2 tasks: jax.distributed starts from the SLURM environment and
+    `simulate` splits its maps between the processes; the map set equals a one-process run bit for bit."""
+    _slurm_or_skip()
+    import numpy as np
+
+    from massmap.io.datasets import read_maps
+    from massmap.pipeline.simulate import run_simulate
+
+    over = ["simulate.kind=grf", "simulate.n_maps=4", "simulate.npix=16", "seed=5"]
+    run_simulate(load_config(overrides=over), tmp_path / "one.h5", progress=False)
+    command = "simulate -o " + str(tmp_path / "two.h5") + " --quiet " + " ".join(f"--set {o}" for o in over)
+    res = CliRunner().invoke(main, ["submit", str(ROOT / "configs" / "slurm" / "multi-node.sbatch"),
+                                    "--field", "tasks_per_node=2", "--field", f"command={command}",
+                                    "--field", "time=00:10:00", "--field", "mem_per_cpu=1G", "--scripts", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    job = res.output.split()[-1]
+    _wait_gone(job, time.monotonic() + TIMEOUT_S)
+    logs = "".join(p.read_text() for p in tmp_path.glob("multi-node-*.log"))
+    assert (tmp_path / "two.h5").exists(), logs[-3000:]
+    a, _ = read_maps(tmp_path / "one.h5")
+    b, _ = read_maps(tmp_path / "two.h5")
+    assert np.array_equal(np.asarray(a), np.asarray(b))

@@ -10,6 +10,7 @@ from massmap.cli import config_cmd as _config_cmd  # noqa: F401  (registers comm
 from massmap.cli import reconstruct as _reconstruct  # noqa: F401
 from massmap.cli import simulate as _simulate  # noqa: F401
 from massmap.cli import summarize as _summarize  # noqa: F401
+from massmap.cli import submit as _submit  # noqa: F401
 from massmap.cli import tiles as _tiles  # noqa: F401
 from massmap.cli import train_prior as _train_prior  # noqa: F401
 

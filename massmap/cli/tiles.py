@@ -100,3 +100,4 @@ def submit(run_dir, output, only, parallel, cpus, mem_per_cpu, time_limit, extra
                         merge=not no_merge, templates=templates)
     click.echo(f"submitted array job {info['array_job']} ({plan['n_tiles'] if indices is None else len(indices)} tasks)"
                + (f" and merge job {info['merge_job']}" if "merge_job" in info else ""))
+

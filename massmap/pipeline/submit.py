@@ -41,6 +41,28 @@ def _sbatch(script: Path, *args: str) -> str:
     return res.stdout.strip().split(";")[0]
 
 
+JOB_DEFAULTS = {"cpus": 1, "mem_per_cpu": "2G", "time": "04:00:00", "extra": "", "nodes": 1, "tasks_per_node": 1,
+                "gpus": 1}
+
+
+def submit_job(template: str | Path, fields: dict[str, Any], script_dir: str | Path, extra: Sequence[str] = (),
+               dependency: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Render a job template (fields @NAME@ from ``fields``, JOB_DEFAULTS and the interpreter) into
+    ``script_dir`` and submit it; ``dry_run`` only renders. Returns the script path and the job id."""
+    template = Path(template)
+    if not template.is_file():
+        raise InputError(f"sbatch template '{template}' does not exist")
+    values = {**JOB_DEFAULTS, "python": sys.executable, **fields}
+    values["extra"] = "\n".join(f"#SBATCH {e}" for e in extra)
+    values.setdefault("log", str(Path(script_dir).resolve() / (template.stem + "-%j.log")))
+    script = Path(script_dir) / template.name
+    script.write_text(render(template.read_text(), **values))
+    out = {"script": str(script)}
+    if not dry_run:
+        out["job"] = _sbatch(script, *([f"--dependency=afterok:{dependency}"] if dependency else []))
+    return out
+
+
 def submit_tiles(run_dir: str | Path, n_tiles: int, output: str | Path, *, only: Sequence[int] | None = None,
                  parallel: int = 64, cpus: int = 1, mem_per_cpu: str = "2G", time: str = "04:00:00",
                  extra: Sequence[str] = (), overwrite: bool = False, merge: bool = True,
