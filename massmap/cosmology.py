@@ -29,18 +29,14 @@ def jc_cosmology(cfg: CosmologyConfig):
 
 
 def read_nz_file(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Two columns (z, n(z)) from a text file; one-line ValueError naming the file on problems."""
-    try:
-        data = np.loadtxt(path, ndmin=2)
-    except OSError:
-        raise ValueError(f"n(z) file '{path}' cannot be read") from None
-    except ValueError:
-        raise ValueError(f"n(z) file '{path}' must hold two numeric columns (z, n(z))") from None
-    if data.shape[1] < 2 or data.shape[0] < 3:
-        raise ValueError(f"n(z) file '{path}' must hold at least 3 rows of two columns (z, n(z))")
+    """Two columns (z, n(z)) from a text file; one-line InputError (a ValueError) naming the file."""
+    from massmap.errors import InputError
+    from massmap.io.inputs import read_text_table
+
+    data = read_text_table(path, "n(z) file", ("z", "n(z)"), key="sources.nz_file", min_rows=3)
     z, nz = data[:, 0], data[:, 1]
-    if np.any(np.diff(z) <= 0) or np.any(nz < 0) or not np.any(nz > 0):
-        raise ValueError(f"n(z) file '{path}': z must increase and n(z) be >= 0 with some > 0")
+    if np.any(np.diff(z) <= 0) or np.any(nz < 0) or not np.any(nz > 0) or z[0] < 0:
+        raise InputError(f"n(z) file '{path}': z must be >= 0 and increase, and n(z) be >= 0 with some > 0")
     return z, nz
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from massmap.config.schema import GridConfig
+from massmap.config.schema import MAX_NPIX, GridConfig
 from massmap.io.output import InputError
 
 
@@ -92,6 +92,12 @@ def grid_from_catalog(ra: np.ndarray, dec: np.ndarray, cfg: GridConfig) -> FlatG
     probe = FlatGrid(ra0, dec0, cfg.pixel_size_arcmin, 1, 1)
     x, y = probe.world_to_pixel(ra, dec)
     half = float(np.max(np.abs(np.concatenate([x, y]))))
+    far = np.degrees(np.arccos(np.clip(np.sin(np.radians(dec)) * np.sin(np.radians(dec0)) + np.cos(np.radians(dec))
+                                       * np.cos(np.radians(dec0)) * np.cos(np.radians(np.asarray(ra) - ra0)), -1, 1)))
+    if not np.isfinite(half) or 2 * half + 1.0 > MAX_NPIX or float(np.max(far)) >= 80.0:
+        raise InputError(f"the catalog reaches {float(np.max(far)):.1f} deg from its centre: too wide for one flat "
+                         f"grid at grid.pixel_size_arcmin={cfg.pixel_size_arcmin:g} (at most {MAX_NPIX} pixels per "
+                         "side, 80 deg from the centre); set grid.npix and grid.center, or use --geometry healpix")
     npix = int(np.ceil(2 * half + 1.0))
     npix += npix % 2  # even sizes keep the centre on a pixel corner, as in FFT-friendly grids
     return FlatGrid(ra0, dec0, cfg.pixel_size_arcmin, npix, npix)

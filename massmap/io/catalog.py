@@ -6,6 +6,8 @@ Column lookup is case-insensitive and knows the usual survey spellings. Rows wit
 """
 from __future__ import annotations
 
+import errno
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from astropy.io import fits
 
 from massmap.config.schema import CatalogConfig
 from massmap.geometry import FlatGrid
+from massmap.io.inputs import check_file, reads, reason
 from massmap.io.output import InputError
 
 # Usual spellings tried (case-insensitively) when a column is not named in the config.
@@ -71,21 +74,70 @@ def _lookup(names: list[str], wanted: str | None, role: str, path: str, required
 
 
 def open_fits(path: str | Path) -> fits.HDUList:
-    """Open a FITS file with one-line errors for missing or non-FITS files."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"input file '{p}' does not exist")
-    if p.is_dir():
-        raise InputError(f"input '{p}' is a directory, not a FITS file")
+    """Open a FITS file read whole and checked (:func:`check_fits`): one-line InputError for a missing,
+    non-FITS, truncated or corrupt file, so readers never meet a lazy astropy error later."""
+    p = check_file(path, "FITS file")
+    if p.stat().st_size == 0:
+        raise InputError(f"FITS file '{p}' is empty (0 bytes)")
     try:
-        hdul = fits.open(p, memmap=False)
-        hdul.verify("silentfix")
-        _ = len(hdul)
-    except (OSError, ValueError, TypeError) as err:
-        raise InputError(f"'{p}' is not a readable FITS file ({str(err).splitlines()[0][:80]})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # astropy warns about damage; check_fits says what it is
+            hdul = fits.open(p, memmap=False, lazy_load_hdus=True)
+            check_fits(hdul, p)
+    except InputError:
+        raise
+    except Exception as err:  # whatever astropy raises on a damaged file is a property of the file
+        raise InputError(f"'{p}' is not a readable FITS file ({reason(err, 80)})") from None
     return hdul
 
 
+def check_fits(hdul: fits.HDUList, p: Path) -> None:
+    """HDU by HDU, each header's data within the file (else: truncated, or an absurd size); no
+    non-zero bytes after the last HDU (a damaged extension astropy skipped); then all data read
+    (tables column by column)."""
+    with open(p, "rb") as fh:
+        compressed = fh.read(3) in (b"\x1f\x8b\x08", b"BZh")  # offsets of .gz/.bz2 refer to the content
+    size = p.stat().st_size
+    end, i = 0, 0
+    while True:
+        try:
+            hdu = hdul[i]
+        except IndexError:
+            break
+        except OSError as err:  # astropy seeks past the data of HDU i as it reads it: an absurd size fails
+            if err.errno not in (errno.EINVAL, errno.EFBIG, errno.EOVERFLOW):
+                raise
+            raise InputError(f"'{p}' is a damaged FITS file: HDU {i} declares a data size larger than any "
+                             "file (absurd NAXISn)") from None
+        info = hdu.fileinfo()  # (HDUList.fileinfo would read every HDU first)
+        end = int(info["datLoc"]) + int(info["datSpan"])
+        if end > size and not compressed:
+            hdul.close()
+            raise InputError(f"'{p}' is a truncated FITS file ({size} bytes, but its HDU {i} ends at byte {end})")
+        i += 1
+    if i == 0:
+        raise InputError(f"'{p}' is not a FITS file (no header)")
+    declared = hdul[0].header.get("NEXTEND")  # written by massmap (and many other writers)
+    if isinstance(declared, int) and not isinstance(declared, bool) and i - 1 < declared:
+        raise InputError(f"'{p}' is a truncated FITS file: it holds {i - 1} of its NEXTEND = {declared} "
+                         "extensions")
+    hdul.verify("silentfix")
+    if size > end and not compressed:
+        with open(p, "rb") as fh:
+            fh.seek(end)
+            tail = fh.read(1 << 20)
+        if tail.strip(b"\0 "):
+            hdul.close()
+            raise InputError(f"'{p}' is a damaged FITS file ({size - end} bytes after its last readable HDU: "
+                             "a truncated or corrupt extension)")
+    for hdu in hdul:
+        data = hdu.data
+        if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)) and data is not None:
+            for name in hdu.columns.names:
+                np.asarray(data[name])
+
+
+@reads("shear catalog")
 def read_catalog(path: str | Path, cfg: CatalogConfig) -> ShearCatalog:
     """Read, select, clean and calibrate a FITS shear catalog."""
     path = str(path)
@@ -223,6 +275,7 @@ def write_catalog(path: str | Path, columns: dict[str, np.ndarray], header: fits
     cols = [fits.Column(name=k, format="D" if np.asarray(v).dtype == np.float64 else "E", array=np.asarray(v))
             for k, v in columns.items()]
     hdul = fits.HDUList([fits.PrimaryHDU(header=header), fits.BinTableHDU.from_columns(cols, name="CATALOG")])
+    hdul[0].header["NEXTEND"] = (1, "extensions (fewer: truncated)")
     with atomic_path(path) as tmp:
         hdul.writeto(tmp, overwrite=True)
     return Path(path)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from massmap.io.inputs import reason
 from massmap.io.output import InputError, atomic_path
 from massmap.prior.training import TrainState
 
@@ -70,7 +71,7 @@ def save_checkpoint(path: str | Path, state: TrainState, history: dict[str, np.n
     path = Path(path)
     previous = previous_path(path)
     items: list[tuple[str, np.ndarray]] = []
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep=True) as tmp:  # resumable state: kept when the command fails
         with h5py.File(tmp, "w") as f:
             for tree in TREES:
                 g = f.create_group(tree)
@@ -121,8 +122,8 @@ def _read_verified(path: Path):
             f.visititems(visit)
     except InputError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError) as err:
-        raise InputError(f"checkpoint '{path}' is corrupt ({str(err).splitlines()[0]})") from None
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError, MemoryError) as err:
+        raise InputError(f"checkpoint '{path}' is corrupt ({reason(err)})") from None
     if int(attrs.get("format_version", 0)) > FORMAT_VERSION:
         raise InputError(f"checkpoint '{path}' has format version {attrs.get('format_version')}; this "
                          f"massmap reads up to {FORMAT_VERSION}")

@@ -1,12 +1,30 @@
-"""Safe output files: provenance records, refusing to overwrite, atomic write-then-rename."""
+"""Safe output files: provenance records, refusing to overwrite, atomic write-then-rename, one-line
+errors for unwritable outputs, one writer per output, and taking back a failed command's outputs.
+
+What is promised (docs/reliability.md):
+
+- an output path either does not exist or holds a complete file: every file is written under a
+  temporary name beside it (``.NAME.XXXX.part``) and renamed onto its path only once complete;
+- an OSError while writing (disk full, permission denied, read-only file system) becomes one
+  InputError naming the output, and the temporary file is removed;
+- while a command runs, it holds an advisory lock on each of its outputs (``.NAME.lock`` beside it):
+  a second massmap process asked to write the same output fails at once instead of mixing files;
+- the command line records the files committed inside :func:`output_transaction` and removes them
+  again when the command fails, so a failed command leaves no new output behind (state that a later
+  ``--resume`` needs, such as training checkpoints, is committed with ``keep=True`` and stays).
+"""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
+import errno
+import fcntl
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from massmap import __version__
 from massmap.config.core import dump_yaml, to_dict
@@ -18,31 +36,148 @@ from massmap.errors import InputError  # noqa: E402  (re-exported: massmap.io.ou
 def check_output(path: str | Path, overwrite: bool) -> Path:
     """Refuse to replace an existing file unless ``overwrite``; make sure the folder exists."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"output '{p}' is a directory")
     if p.exists() and not overwrite:
         raise InputError(f"output '{p}' exists; pass --overwrite to replace it")
-    if p.exists() and p.is_dir():
-        raise InputError(f"output '{p}' is a directory")
     if not p.parent.exists():
         raise InputError(f"output folder '{p.parent}' does not exist")
+    if not p.parent.is_dir():
+        raise InputError(f"output folder '{p.parent}' is not a folder")
     return p
 
 
+def os_error_reason(err: OSError) -> str:
+    """The short reason of an OSError ('No space left on device'), also for h5py's long messages."""
+    if err.strerror:
+        return err.strerror
+    text = str(err)
+    found = re.search(r"errno = (\d+)", text)
+    if found:
+        return os.strerror(int(found.group(1)))
+    return (text.splitlines()[0] if text else type(err).__name__)[:160]
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an OSError inside the block into one InputError: ``cannot write 'PATH': reason``."""
+    try:
+        yield
+    except OSError as err:
+        raise InputError(f"cannot write '{path}': {os_error_reason(err)}") from None
+
+
+_committed: contextvars.ContextVar[list | None] = contextvars.ContextVar("massmap_committed", default=None)
+
+
+@contextlib.contextmanager
+def output_transaction() -> Iterator[list[Path]]:
+    """Collect, in order, the paths :func:`atomic_path` commits inside the block (for :func:`take_back`)."""
+    committed: list[Path] = []
+    token = _committed.set(committed)
+    try:
+        yield committed
+    finally:
+        _committed.reset(token)
+
+
+def take_back(paths: Iterable[Path]) -> None:
+    """Remove committed outputs again (newest first); missing ones are skipped."""
+    for p in reversed(list(paths)):
+        with contextlib.suppress(OSError):
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, keep: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    An OSError (disk full, permissions) becomes one InputError naming ``path``; the temporary file is
+    removed in every case. Inside :func:`output_transaction` the committed path is recorded, unless
+    ``keep`` (state that must survive a failed command, e.g. a training checkpoint).
+    """
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
-    os.close(fd)
+    with writing(p):
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
+        os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give outputs the usual permissions
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, p)
+        with writing(p):
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give outputs the usual permissions
+            yield tmp_path
+            os.replace(tmp_path, p)
+        committed = _committed.get()
+        if committed is not None and not keep:
+            committed.append(p)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def lock_path(output: str | Path) -> Path:
+    """The advisory lock file of an output: ``DIR/NAME`` → ``DIR/.NAME.lock``."""
+    p = Path(output)
+    return p.with_name(f".{p.name}.lock")
+
+
+def _lock_one(output: Path) -> int | None:
+    """An exclusive flock on the output's lock file (its descriptor), None where locking is not possible
+    (no folder, read-only folder, no locks on this file system): the command then reports the real
+    problem when it writes. InputError if another process holds it."""
+    lock = lock_path(output)
+    if not lock.parent.is_dir():
+        return None
+    for _ in range(20):  # retried only if the lock file was replaced between open and flock
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                holder = f" (pid {int(os.pread(fd, 32, 0).split()[0])})"
+            os.close(fd)
+            if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise InputError(f"output '{output}' is being written by another massmap process{holder}; "
+                                 "wait for it to finish or choose another output") from None
+            return None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except OSError:
+            same = False
+        if same:
+            with contextlib.suppress(OSError):  # the pid is informative only (a full disk may refuse it)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            return fd
+        os.close(fd)
+    return None
+
+
+@contextlib.contextmanager
+def output_lock(outputs: Iterable[str | Path]) -> Iterator[None]:
+    """Hold an exclusive advisory lock on each output for the block (see the module docstring).
+
+    The lock file is removed while still held, so the next writer starts from a fresh one; a lock
+    file left by a killed process (SIGKILL) is harmless: its lock died with the process.
+    """
+    held: list[tuple[Path, int]] = []
+    try:
+        for out in sorted({Path(o) for o in outputs if o}, key=str):
+            fd = _lock_one(out)
+            if fd is not None:
+                held.append((lock_path(out), fd))
+        yield
+    finally:
+        for lock, fd in reversed(held):
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            os.close(fd)
 
 
 def provenance(config: Any, command: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:

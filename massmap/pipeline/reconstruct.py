@@ -14,6 +14,7 @@ from massmap.config import Config, ConfigError
 from massmap.cosmology import kappa_cl
 from massmap.geometry import FlatGrid, grid_from_catalog
 from massmap.io.catalog import bin_shear, estimate_sigma_e, read_catalog
+from massmap.io.inputs import read_text_table
 from massmap.io.maps import is_binned_shear, read_binned_shear, write_maps
 from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
 from massmap.io.plots import plot_maps
@@ -60,17 +61,9 @@ def load_shear(path: str | Path, config: Config) -> ShearData:
 
 def read_cl_file(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Two columns (ℓ, C_ℓ) from a text file."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"C_ell file '{path}' (wiener.cl_file) does not exist")
-    try:
-        data = np.loadtxt(p, ndmin=2)
-    except ValueError:
-        raise InputError(f"C_ell file '{path}' must hold two numeric columns (ell, C_ell)") from None
-    if data.shape[1] < 2 or data.shape[0] < 2:
-        raise InputError(f"C_ell file '{path}' must hold at least two rows of two columns (ell, C_ell)")
+    data = read_text_table(path, "C_ell file", ("ell", "C_ell"), key="wiener.cl_file")
     ell, cl = data[:, 0], data[:, 1]
-    if not np.all(np.isfinite(data[:, :2])) or np.sum((ell > 0) & (cl > 0)) < 2:
+    if np.sum((ell > 0) & (cl > 0)) < 2:
         raise InputError(f"C_ell file '{path}' needs finite values and at least two rows with ell > 0, C_ell > 0")
     return ell, cl
 

@@ -5,15 +5,17 @@ Kinds: ``grf`` (Gaussian, exactly the Limber C_ℓ of the cosmology and n(z) on 
 (particle-mesh simulation and ray tracing, sim/raytrace.py). Map i uses the key
 ``jax.random.fold_in(PRNGKey(seed), i)``, so any map can be regenerated alone.
 
-Files: a fresh run writes ``OUT.part`` and renames it to ``OUT`` when all maps are done; an
-interrupted run leaves ``OUT.part`` holding its finished maps, which ``resume=True`` continues.
-Resuming a finished ``OUT`` (e.g. with a larger ``simulate.n_maps``) appends to it in place; a map is
-counted (attribute ``n_done``) only after it is flushed to disk.
+Files: a run writes ``OUT.part`` and renames it to ``OUT`` when all maps are done, after the
+preview and the config sidecar, so an existing ``OUT`` is always complete. An interrupted run (Ctrl-C,
+SIGTERM, SIGKILL, a full disk) leaves ``OUT.part`` holding its finished maps, which ``resume=True``
+continues; a map is counted (attribute ``n_done``) only after it is flushed to disk. Resuming a
+finished ``OUT`` (e.g. with a larger ``simulate.n_maps``) continues a copy of it in ``OUT.part``.
 """
 from __future__ import annotations
 
 import functools
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -22,7 +24,7 @@ import numpy as np
 from massmap import __version__
 from massmap.config import ConfigError, dump_yaml, to_dict
 from massmap.io.datasets import MapSetWriter, read_metadata
-from massmap.io.output import InputError, atomic_path, provenance, write_config_sidecar
+from massmap.io.output import InputError, atomic_path, provenance, write_config_sidecar, writing
 
 COSMOLOGY_KEYS = ("Omega_c", "Omega_b", "h", "sigma8", "n_s", "w0")
 N_ELL_TABLE = 128  # log-spaced ℓ nodes of the target C_ℓ table (log-log interpolation error < 0.1%)
@@ -209,10 +211,17 @@ def _plan(output: Path, overwrite: bool, resume: bool, config) -> tuple[Path, bo
         raise InputError(f"output folder '{output.parent}' does not exist")
     part = partial_path(output)
     if resume:
-        for candidate in (output, part):
-            if candidate.exists():
-                check_resumable(candidate, config)
-                return candidate, True
+        if part.exists():  # an interrupted run (fresh, or adding maps to a finished set)
+            check_resumable(part, config)
+            return part, True
+        if output.exists():  # add maps to a finished set: continue a copy, so OUT stays complete
+            n_done = check_resumable(output, config)
+            if n_done > config.simulate.n_maps:
+                raise InputError(f"map set '{output}' already holds {n_done} maps, more than "
+                                 f"simulate.n_maps={config.simulate.n_maps}")
+            with atomic_path(part, keep=True) as tmp:
+                shutil.copyfile(output, tmp)
+            return part, True
         return part, False
     if output.exists() and not overwrite:
         raise InputError(f"output '{output}' exists; pass --overwrite to replace it or --resume to continue it")
@@ -261,31 +270,43 @@ def run_simulate(config, output: str | Path, overwrite: bool = False, resume: bo
             steps.n = done
             steps.refresh()
 
-    with MapSetWriter(target, sim.n_maps, sim.npix, attrs, tables, append=append) as writer:
-        start = writer.n_done
-        bar.update(start)
-        i = start
-        try:
-            for i in range(start, sim.n_maps):
+    done = [0]  # maps on disk in `target`, for the messages below
+
+    def kept(what: str) -> str:
+        return (f"{what} after {done[0]} of {sim.n_maps} maps; '{target}' keeps them; rerun with --resume "
+                "to continue")
+
+    try:
+        with writing(target), MapSetWriter(target, sim.n_maps, sim.npix, attrs, tables, append=append) as writer:
+            start = done[0] = writer.n_done
+            bar.update(start)
+            try:
+                for i in range(start, sim.n_maps):
+                    if steps is not None:
+                        steps.reset(total=sampler.n_steps)
+                    writer.write_map(i, sampler.sample(map_key(config.seed, i), step_progress))
+                    done[0] = writer.n_done
+                    bar.update(1)
+            finally:
+                bar.close()
                 if steps is not None:
-                    steps.reset(total=sampler.n_steps)
-                writer.write_map(i, sampler.sample(map_key(config.seed, i), step_progress))
-                bar.update(1)
-        except KeyboardInterrupt:
-            bar.close()
-            raise Interrupted(f"interrupted after {writer.n_done} of {sim.n_maps} maps; '{target}' keeps "
-                              "them; rerun with --resume to continue") from None
-        finally:
-            bar.close()
-            if steps is not None:
-                steps.close()
-        writer.set_attrs(complete=True)
-        first = np.asarray(writer.file["kappa"][: min(sim.n_maps, 64)])
-    if target != output:
-        os.replace(target, output)
-    write_config_sidecar(output, config)
-    write_preview(preview_path(output), first, sim.pixel_size_arcmin, sim.kind,
-                  sampler.attrs.get("lognormal_shift"), sampler.attrs.get("pixel_variance"))
+                    steps.close()
+            writer.set_attrs(complete=True)
+            first = np.asarray(writer.file["kappa"][: min(sim.n_maps, 64)])
+        # the files beside OUT first and OUT last: once OUT exists, everything is written
+        write_config_sidecar(output, config)
+        write_preview(preview_path(output), first, sim.pixel_size_arcmin, sim.kind,
+                      sampler.attrs.get("lognormal_shift"), sampler.attrs.get("pixel_variance"))
+        with writing(output):
+            os.replace(target, output)
+    except KeyboardInterrupt:
+        if not target.exists():
+            raise
+        raise Interrupted(kept("interrupted")) from None
+    except InputError as err:
+        if not target.exists() or done[0] == 0:
+            raise
+        raise InputError(f"{err}; {kept('stopped')}") from None
     return output
 
 
