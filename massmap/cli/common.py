@@ -90,6 +90,14 @@ def resolve_config(config_files, overrides):
 
 
 def _fail(message: str, status: int) -> None:
+    """Print ``massmap: <message>`` on a line of its own (clearing progress bars left open) and exit."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):  # bars of an interrupted loop were never closed
+        try:
+            bar.close()
+        except Exception:  # a bar that cannot be drawn any more must not hide the message
+            pass
     click.echo(f"massmap: {message}", err=True)
     sys.exit(status)
 

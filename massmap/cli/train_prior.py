@@ -11,7 +11,8 @@ from massmap.cli.common import config_options, main, resolve_config, user_errors
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="PRIOR.h5",
               help="Output prior (the loss curves PNG and the resolved config are written beside it).")
 @config_options
-@click.option("--resume", is_flag=True, help="Continue from PRIOR.ckpt.h5 (same config and DATA).")
+@click.option("--resume", is_flag=True,
+              help="Continue from PRIOR.ckpt.h5 (same config and DATA); without one, start at step 0.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output or an earlier run's checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
@@ -20,12 +21,16 @@ def train_prior(data, output, config_files, overrides, resume, overwrite, quiet)
     .npy maps (set prior.input_pixel_size_arcmin), or folders of them.
 
     Checkpoints are written every prior.checkpoint_every steps and on Ctrl-C/SIGTERM; --resume
-    continues bit-for-bit. See docs/priors.md.
+    continues bit-for-bit (and starts at step 0 when there is no checkpoint yet). See docs/priors.md.
     """
     from massmap.io.checkpoints import checkpoint_paths, checkpoint_step
     from massmap.pipeline.train_prior import run_train_prior
 
     config = resolve_config(config_files, overrides)
+    if resume and not any(p.exists() for p in checkpoint_paths(output)):
+        # e.g. a re-queued job stopped before its first checkpoint: --resume starts it (as simulate does)
+        click.echo(f"massmap: no checkpoint '{checkpoint_paths(output)[0]}' yet: starting at step 0", err=True)
+        resume = False
     try:
         result = run_train_prior(config, data, output, resume=resume, overwrite=overwrite, progress=not quiet)
     except KeyboardInterrupt as err:

@@ -15,13 +15,15 @@ Layout (format ``massmap.prior_checkpoint``, version 1):
 Reading needs a template state of the same configuration (from ``init_train``): the tree structure
 comes from the template, never from the file, and only plain numeric arrays are read (no pickle).
 Writing goes to a temporary file that replaces ``OUT.ckpt.h5`` only once complete; the checkpoint
-it replaces is kept as ``OUT.ckpt.prev.h5``, so a crash mid-write never loses the last good one.
+it replaces is kept as ``OUT.ckpt.prev.h5`` (linked there first, so ``OUT.ckpt.h5`` exists at every
+instant), and a crash or SIGKILL mid-write never loses the last good one.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -96,9 +98,23 @@ def save_checkpoint(path: str | Path, state: TrainState, history: dict[str, np.n
                 f.create_dataset(name, data=arr)
                 items.append((name, arr))
             f.attrs["sha256"] = _digest(items)
-        if path.exists():
-            os.replace(path, previous)
+        if path.exists():  # keep the current one as .prev; `path` exists at every instant (kill-safe)
+            _replace_by_copy(path, previous)
     return path
+
+
+def _replace_by_copy(src: Path, dst: Path) -> None:
+    """Atomically make ``dst`` a copy of ``src`` (a hard link where the file system allows it)."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _read_verified(path: Path):
