@@ -11,12 +11,14 @@ import click
 from massmap import __version__, interrupts
 from massmap.config import ConfigError, load_config
 from massmap.errors import EXIT_INPUT, EXIT_RUN_FAILED, SamplingError
-from massmap.io.output import InputError, os_error_reason, output_lock, output_transaction, take_back
+from massmap.io.output import (InputError, hdf5_failed, os_error_reason, output_lock, output_transaction,
+                               take_back)
 
 # Errors raised for bad user input: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, InputError, FileNotFoundError)
 # Options naming the files or folders a command writes: locked while it runs (massmap.io.output).
 OUTPUT_OPTIONS = ("output", "output_dir", "truth_out")
+_ENTRY_POINT = False  # set by MassmapGroup.main when massmap runs as the process's command line
 
 
 class MassmapGroup(click.Group):
@@ -24,10 +26,12 @@ class MassmapGroup(click.Group):
     an unknown option) are printed as one line too, ``massmap: error: <message> (see: <command> --help)``,
     exit status 2, like every other bad input."""
 
-    def main(self, *args, **kwargs):
+    def main(self, args=None, *rest, **kwargs):
+        global _ENTRY_POINT
+        _ENTRY_POINT = args is None  # the real command line (sys.argv), not a test's CliRunner
         kwargs["standalone_mode"] = False
         try:
-            status = super().main(*args, **kwargs)
+            status = super().main(args, *rest, **kwargs)
         except click.UsageError as err:
             hint = f" (see: {err.ctx.command_path} --help)" if err.ctx is not None else ""
             _fail(f"error: {' '.join(err.format_message().split())}{hint}", EXIT_INPUT)
@@ -99,6 +103,12 @@ def _fail(message: str, status: int) -> None:
         except Exception:  # a bar that cannot be drawn any more must not hide the message
             pass
     click.echo(f"massmap: {message}", err=True)
+    if _ENTRY_POINT and hdf5_failed():
+        # HDF5 could not flush a file (a full disk, a quota): its library crashes in its exit handler
+        # (SIGSEGV, status 139) on such a file, so the process ends here, after massmap's own cleanup.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     sys.exit(status)
 
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from massmap.io.inputs import reason
-from massmap.io.output import InputError, atomic_path
+from massmap.io.output import InputError, atomic_path, ensure_space, hdf5_writes
 from massmap.prior.training import TrainState
 
 FORMAT = "massmap.prior_checkpoint"
@@ -73,7 +73,9 @@ def save_checkpoint(path: str | Path, state: TrainState, history: dict[str, np.n
     path = Path(path)
     previous = previous_path(path)
     items: list[tuple[str, np.ndarray]] = []
-    with atomic_path(path, keep=True) as tmp:  # resumable state: kept when the command fails
+    nbytes = sum(np.asarray(leaf).nbytes for tree in TREES for leaf in jax.tree_util.tree_leaves(getattr(state, tree)))
+    with atomic_path(path, keep=True) as tmp, hdf5_writes(tmp):  # resumable state: kept when the command fails
+        ensure_space(tmp, 2 * nbytes)  # this one and the previous one (HDF5 must not meet a full disk)
         with h5py.File(tmp, "w") as f:
             for tree in TREES:
                 g = f.create_group(tree)

@@ -14,6 +14,7 @@ map is counted only once it is on disk. Readers use the first ``n_done`` maps on
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import yaml
 
 from massmap.io.inputs import reads
-from massmap.io.output import InputError
+from massmap.io.output import InputError, ensure_space, hdf5_writes
 
 FORMAT = "massmap.kappa_maps"
 FORMAT_VERSION = 1
@@ -54,8 +55,14 @@ class MapSetWriter:
 
     def __init__(self, path: str | Path, n_maps: int, npix: int, attrs: dict[str, Any] | None = None,
                  tables: dict[str, np.ndarray] | None = None, append: bool = False):
-        h5py = _h5py()
         self.path = Path(path)
+        self.file = None
+        with hdf5_writes(self.path):
+            self._open(n_maps, npix, attrs, tables, append)
+        self.kappa = self.file["kappa"]  # held open: a failed chunk write then surfaces in flush()
+
+    def _open(self, n_maps, npix, attrs, tables, append) -> None:
+        h5py = _h5py()
         if append:
             self.file = h5py.File(self.path, "r+")
             kappa = self.file["kappa"]
@@ -95,29 +102,43 @@ class MapSetWriter:
         return int(self.file["kappa"].shape[0])
 
     def write_map(self, index: int, kappa: np.ndarray) -> None:
-        """Write map ``index`` (must be the next one) and count it once it is flushed."""
+        """Write map ``index`` (must be the next one) and count it once it is flushed.
+
+        The space for the map is checked first (OSError ENOSPC, nothing written), so that a full disk
+        stops the run between maps, with every counted map on disk."""
         if index != self.n_done:
             raise ValueError(f"map {index} written out of order (next is {self.n_done})")
-        self.file["kappa"][index] = np.asarray(kappa, np.float32)
-        self.file.flush()
-        self.file.attrs["n_done"] = index + 1
-        self.file.flush()
+        data = np.asarray(kappa, np.float32)
+        ensure_space(self.path, data.nbytes)
+        with hdf5_writes(self.path):
+            self.kappa[index] = data
+            self.file.flush()
+            self.file.attrs["n_done"] = index + 1
+            self.file.flush()
 
     def set_attrs(self, **attrs: Any) -> None:
-        for key, value in attrs.items():
-            if value is not None:
-                self.file.attrs[key] = _to_attr(value)
-        self.file.flush()
+        with hdf5_writes(self.path):
+            for key, value in attrs.items():
+                if value is not None:
+                    self.file.attrs[key] = _to_attr(value)
+            self.file.flush()
 
     def close(self) -> None:
         if self.file:
-            self.file.close()
+            self.kappa = None
+            with hdf5_writes(self.path):
+                self.file.close()
+            self.file = None
 
     def __enter__(self) -> "MapSetWriter":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        if exc[0] is None:
+            self.close()
+        else:  # keep the error that stopped the run, not a second one from closing after it
+            with contextlib.suppress(OSError):
+                self.close()
 
 
 def _open_map_set(path: str | Path):

@@ -47,15 +47,85 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     return p
 
 
-def os_error_reason(err: OSError) -> str:
-    """The short reason of an OSError ('No space left on device'), also for h5py's long messages."""
-    if err.strerror:
+def os_error_reason(err: BaseException) -> str:
+    """The short reason of an OSError ('No space left on device'), also for h5py's and astropy's long
+    messages (h5py reports failed writes as RuntimeError too)."""
+    if isinstance(err, OSError) and err.strerror:
         return err.strerror
+    code = _errno_of(err)
+    if code is not None:
+        return os.strerror(code)
+    text = str(err)
+    return (text.splitlines()[0] if text else type(err).__name__)[:160]
+
+
+def _errno_of(err: BaseException) -> int | None:
+    if isinstance(err, OSError) and err.errno:
+        return err.errno
     text = str(err)
     found = re.search(r"errno = (\d+)", text)
     if found:
-        return os.strerror(int(found.group(1)))
-    return (text.splitlines()[0] if text else type(err).__name__)[:160]
+        return int(found.group(1))
+    if "Not enough space on disk" in text:  # astropy checks the free space itself before writing
+        return errno.ENOSPC
+    return None
+
+
+SPACE_MARGIN = 1 << 20  # bytes kept free beyond what a write needs (HDF5 metadata, sidecars)
+_hdf5_failures: list[str] = []
+
+
+def ensure_space(path: str | Path, nbytes: int) -> None:
+    """WriteRefused (an OSError: EROFS, EACCES, ENOSPC) unless the folder of ``path`` is writable and its
+    file system has ``nbytes`` + SPACE_MARGIN available.
+
+    Called before HDF5 writes: HDF5 must not meet a full disk (see :func:`hdf5_writes`).
+    """
+    folder = Path(path).parent
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return
+    if st.f_flag & os.ST_RDONLY:
+        raise WriteRefused(errno.EROFS, os.strerror(errno.EROFS))
+    if not os.access(folder, os.W_OK):
+        raise WriteRefused(errno.EACCES, os.strerror(errno.EACCES))
+    free = st.f_bavail * st.f_frsize
+    if free < nbytes + SPACE_MARGIN:
+        raise WriteRefused(errno.ENOSPC, f"No space left on device (needs {_size(nbytes + SPACE_MARGIN)}, "
+                                         f"{_size(free)} free)")
+
+
+class WriteRefused(OSError):
+    """Raised by :func:`ensure_space` before anything is written (full disk, read-only, no permission)."""
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+@contextlib.contextmanager
+def hdf5_writes(path: str | Path) -> Iterator[None]:
+    """HDF5 writes inside the block: a failure (reported by h5py as OSError or RuntimeError) becomes an
+    OSError with the errno of the cause, and is remembered, because once HDF5 could not flush a file
+    its library may crash when Python exits (the CLI then ends the process without HDF5's shutdown,
+    see :func:`hdf5_failed`)."""
+    try:
+        yield
+    except WriteRefused:
+        raise
+    except (OSError, RuntimeError) as err:
+        _hdf5_failures.append(str(path))
+        raise OSError(_errno_of(err) or errno.EIO, os_error_reason(err)) from None
+
+
+def hdf5_failed() -> bool:
+    """Whether an HDF5 write failed in this process (see :func:`hdf5_writes`)."""
+    return bool(_hdf5_failures)
 
 
 @contextlib.contextmanager

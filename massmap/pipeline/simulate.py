@@ -24,7 +24,7 @@ import numpy as np
 from massmap import __version__
 from massmap.config import ConfigError, dump_yaml, to_dict
 from massmap.io.datasets import MapSetWriter, read_metadata
-from massmap.io.output import InputError, atomic_path, provenance, write_config_sidecar, writing
+from massmap.io.output import InputError, atomic_path, ensure_space, provenance, write_config_sidecar, writing
 
 COSMOLOGY_KEYS = ("Omega_c", "Omega_b", "h", "sigma8", "n_s", "w0")
 N_ELL_TABLE = 128  # log-spaced ℓ nodes of the target C_ℓ table (log-log interpolation error < 0.1%)
@@ -277,6 +277,9 @@ def run_simulate(config, output: str | Path, overwrite: bool = False, resume: bo
                 "to continue")
 
     try:
+        with writing(target):  # room for the maps still to come, or a one-line error before any file
+            done[0] = read_metadata(target)["n_done"] if append else 0
+            ensure_space(target, (sim.n_maps - done[0]) * sim.npix**2 * 4)
         with writing(target), MapSetWriter(target, sim.n_maps, sim.npix, attrs, tables, append=append) as writer:
             start = done[0] = writer.n_done
             bar.update(start)

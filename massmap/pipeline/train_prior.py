@@ -23,7 +23,8 @@ import yaml
 from massmap import __version__, interrupts
 from massmap.config import ConfigError, dump_yaml, to_dict
 from massmap.io.checkpoints import checkpoint_paths, load_checkpoint, save_checkpoint
-from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
+from massmap.io.output import (InputError, check_output, ensure_space, hdf5_writes, provenance,
+                               write_config_sidecar, writing)
 from massmap.io.priors import write_prior
 from massmap.io.training_data import load_training_data, stack_regions
 from massmap.prior.augment import make_patch_source, sample_patches
@@ -286,10 +287,12 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
     denoised = noisy + demo_sigma[:, None, None] * residual_apply(params, noisy, demo_sigma, mode_var, export_spec)
     write_denoise_plot(denoise_plot_path(output), *(np.asarray(a) * std + mean for a in (noisy, denoised, truth)),
                        list(np.asarray(demo_sigma) * std), output.name)
-    write_prior(output, params, export_spec.unet, pixel_size_arcmin=data.pixel_size_arcmin, npix=pc.npix,
-                sigma_min=sigma_min, sigma_max=sigma_max, sigma_distribution=pc.sigma_distribution,
-                kappa_mean=mean, kappa_std=std, cl_table=cl_table, history=hist_out,
-                info={"architecture": arch, "provenance": prov, "training": training, "metrics": metrics})
+    with writing(output), hdf5_writes(output):  # HDF5 must not meet a full disk: check the room first
+        ensure_space(output, 2 * sum(np.asarray(v).nbytes for v in jax.tree_util.tree_leaves(params)))
+        write_prior(output, params, export_spec.unet, pixel_size_arcmin=data.pixel_size_arcmin, npix=pc.npix,
+                    sigma_min=sigma_min, sigma_max=sigma_max, sigma_distribution=pc.sigma_distribution,
+                    kappa_mean=mean, kappa_std=std, cl_table=cl_table, history=hist_out,
+                    info={"architecture": arch, "provenance": prov, "training": training, "metrics": metrics})
     for p in (ckpt, prev_ckpt):
         if p.exists():
             p.unlink()
