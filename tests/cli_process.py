@@ -26,6 +26,7 @@ def cli_env(cache_dir: Path) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["MASSMAP_CACHE_DIR"] = str(cache_dir)
     env["JAX_PLATFORMS"] = "cpu"
+    env["TQDM_MININTERVAL"] = "0"  # progress bars redraw at every step: the awaited points are exact
     env.pop("PYTHONWARNINGS", None)
     return env
 

@@ -28,7 +28,7 @@ N_MAPS = 3000  # simulate: ~1 ms a map, so the run lasts long enough to be hit a
 SIM = sets("simulate.npix=16", f"simulate.n_maps={N_MAPS}", "simulate.nonlinear=false",
            "simulate.pixel_size_arcmin=2", "seed=3")
 PRIOR = sets(*[s for s in TINY_PRIOR if not s.startswith(("prior.steps", "prior.checkpoint_every", "prior.val_every"))],
-             "prior.steps=400", "prior.checkpoint_every=25", "prior.val_every=200")
+             "prior.steps=200", "prior.checkpoint_every=20", "prior.val_every=100")
 N_SAMPLES, N_LEVELS = 8, 12  # posterior: one chain per chunk, so that samples are kept chain by chain
 
 
@@ -237,7 +237,7 @@ def reconstruction(tmp_path_factory, shear_catalog):
     return out
 
 
-SUMMARY = sets("summarize.n_noise=400", "summarize.noise_chunk=4")
+SUMMARY = sets("summarize.n_noise=240", "summarize.noise_chunk=4")
 
 
 def metrics(folder):
@@ -254,7 +254,7 @@ def summary_reference(tmp_path_factory, env, reconstruction):
     return metrics(out)
 
 
-@pytest.mark.parametrize("how, at", [("SIGTERM", 100), ("SIGKILL", 200)])
+@pytest.mark.parametrize("how, at", [("SIGTERM", 60), ("SIGKILL", 120)])
 def test_summarize_stopped_leaves_nothing_and_reruns_equal(how, at, env, reconstruction, summary_reference, tmp_path):
     out = tmp_path / "summary"
     r = Run(["summarize", reconstruction, "-o", out, *SUMMARY], env)
@@ -262,7 +262,10 @@ def test_summarize_stopped_leaves_nothing_and_reruns_equal(how, at, env, reconst
     status = stop(r, how)
     assert_stopped(r, status, how, "nothing was written")
     assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".summary")] in ([], [".summary.lock"])
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".summary")]
+    assert left == [] if how == "SIGTERM" else left in ([], [".summary.lock"])
+    if how == "SIGTERM":
+        return  # the rerun below, once, shows that what a kill leaves does not stand in the way
     again = run(["summarize", reconstruction, "-o", out, "--quiet", *SUMMARY], env)  # no --overwrite needed
     assert again.proc.returncode == 0, again.stderr
     assert metrics(out) == summary_reference  # noise realisations are keyed by (seed, index): same numbers

@@ -6,8 +6,6 @@ Column lookup is case-insensitive and knows the usual survey spellings. Rows wit
 """
 from __future__ import annotations
 
-import errno
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +14,8 @@ from astropy.io import fits
 
 from massmap.config.schema import CatalogConfig
 from massmap.geometry import FlatGrid
-from massmap.io.inputs import check_file, reads, reason
+from massmap.io.fits_files import open_fits  # noqa: F401  (re-exported: readers import it from here)
+from massmap.io.inputs import reads
 from massmap.io.output import InputError
 
 # Usual spellings tried (case-insensitively) when a column is not named in the config.
@@ -71,70 +70,6 @@ def _lookup(names: list[str], wanted: str | None, role: str, path: str, required
         raise InputError(f"catalog '{path}' has no {role} column (tried {', '.join(COLUMN_ALIASES[role])}; "
                          f"set catalog.columns.{role}); available: {', '.join(names)}")
     return None
-
-
-def open_fits(path: str | Path) -> fits.HDUList:
-    """Open a FITS file read whole and checked (:func:`check_fits`): one-line InputError for a missing,
-    non-FITS, truncated or corrupt file, so readers never meet a lazy astropy error later."""
-    p = check_file(path, "FITS file")
-    if p.stat().st_size == 0:
-        raise InputError(f"FITS file '{p}' is empty (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # astropy warns about damage; check_fits says what it is
-            hdul = fits.open(p, memmap=False, lazy_load_hdus=True)
-            check_fits(hdul, p)
-    except InputError:
-        raise
-    except Exception as err:  # whatever astropy raises on a damaged file is a property of the file
-        raise InputError(f"'{p}' is not a readable FITS file ({reason(err, 80)})") from None
-    return hdul
-
-
-def check_fits(hdul: fits.HDUList, p: Path) -> None:
-    """HDU by HDU, each header's data within the file (else: truncated, or an absurd size); no
-    non-zero bytes after the last HDU (a damaged extension astropy skipped); then all data read
-    (tables column by column)."""
-    with open(p, "rb") as fh:
-        compressed = fh.read(3) in (b"\x1f\x8b\x08", b"BZh")  # offsets of .gz/.bz2 refer to the content
-    size = p.stat().st_size
-    end, i = 0, 0
-    while True:
-        try:
-            hdu = hdul[i]
-        except IndexError:
-            break
-        except OSError as err:  # astropy seeks past the data of HDU i as it reads it: an absurd size fails
-            if err.errno not in (errno.EINVAL, errno.EFBIG, errno.EOVERFLOW):
-                raise
-            raise InputError(f"'{p}' is a damaged FITS file: HDU {i} declares a data size larger than any "
-                             "file (absurd NAXISn)") from None
-        info = hdu.fileinfo()  # (HDUList.fileinfo would read every HDU first)
-        end = int(info["datLoc"]) + int(info["datSpan"])
-        if end > size and not compressed:
-            hdul.close()
-            raise InputError(f"'{p}' is a truncated FITS file ({size} bytes, but its HDU {i} ends at byte {end})")
-        i += 1
-    if i == 0:
-        raise InputError(f"'{p}' is not a FITS file (no header)")
-    declared = hdul[0].header.get("NEXTEND")  # written by massmap (and many other writers)
-    if isinstance(declared, int) and not isinstance(declared, bool) and i - 1 < declared:
-        raise InputError(f"'{p}' is a truncated FITS file: it holds {i - 1} of its NEXTEND = {declared} "
-                         "extensions")
-    hdul.verify("silentfix")
-    if size > end and not compressed:
-        with open(p, "rb") as fh:
-            fh.seek(end)
-            tail = fh.read(1 << 20)
-        if tail.strip(b"\0 "):
-            hdul.close()
-            raise InputError(f"'{p}' is a damaged FITS file ({size - end} bytes after its last readable HDU: "
-                             "a truncated or corrupt extension)")
-    for hdu in hdul:
-        data = hdu.data
-        if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)) and data is not None:
-            for name in hdu.columns.names:
-                np.asarray(data[name])
 
 
 @reads("shear catalog")
