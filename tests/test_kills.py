@@ -87,7 +87,7 @@ def sim_reference(tmp_path_factory, env):
                                      ("SIGTERM+SIGKILL", 0.85)])
 def test_simulate_stopped_then_resumed_equals_uninterrupted(how, at, env, sim_reference, tmp_path):
     from massmap.io.datasets import read_maps, read_metadata
-    from massmap.io.output import lock_path
+    from massmap.io.locks import lock_path
     from massmap.pipeline.simulate import partial_path
 
     out, part = tmp_path / "maps.h5", partial_path(tmp_path / "maps.h5")
@@ -146,7 +146,7 @@ def prior_arrays(path) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("how, at", [("SIGTERM", "start"), ("SIGTERM", "checkpoint"), ("SIGKILL", "second checkpoint")])
 def test_train_prior_stopped_then_resumed_equals_uninterrupted(how, at, env, training_set, prior_reference, tmp_path):
     from massmap.io.checkpoints import checkpoint_paths, checkpoint_step
-    from massmap.io.output import lock_path
+    from massmap.io.locks import lock_path
 
     out = tmp_path / "p.h5"
     ckpt, prev = checkpoint_paths(out)

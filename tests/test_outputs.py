@@ -23,7 +23,7 @@ import pytest
 from astropy.io import fits
 from click.testing import CliRunner
 
-from cli_process import Run, cli_env, run
+from cli_process import Run, cli_env
 from faults import digest, is_root, sets, write_table
 from massmap.cli import main
 
@@ -122,7 +122,7 @@ def test_disk_filled_during_simulate_keeps_a_resumable_part(tmp_path):
     import threading
 
     from massmap.config import load_config
-    from massmap.io.datasets import read_maps, read_metadata
+    from massmap.io.datasets import read_maps
     from massmap.pipeline.simulate import simulate_map
 
     n = 3000
@@ -232,7 +232,7 @@ def test_output_path_that_is_a_folder_is_a_one_line_error(command, inputs, tmp_p
 def test_an_output_being_written_is_refused(inputs, tmp_path):
     """The lock is a real flock: a second writer (here CliRunner while this process holds the lock,
     a second open file description) fails at once, naming the output and the holder."""
-    from massmap.io.output import output_lock
+    from massmap.io.locks import output_lock
 
     out = tmp_path / "r.fits"
     with output_lock([out]):
@@ -243,7 +243,7 @@ def test_an_output_being_written_is_refused(inputs, tmp_path):
 
 def test_second_simulate_on_the_same_output_fails_and_the_first_finishes(env, tmp_path):
     from massmap.io.datasets import read_maps
-    from massmap.io.output import lock_path
+    from massmap.io.locks import lock_path
 
     out = tmp_path / "maps.h5"
     args = ["simulate", "-o", out, *sets("simulate.npix=16", "simulate.n_maps=3000", "simulate.nonlinear=false")]

@@ -11,8 +11,9 @@ import click
 from massmap import __version__, interrupts
 from massmap.config import ConfigError, load_config
 from massmap.errors import EXIT_INPUT, EXIT_RUN_FAILED, SamplingError
-from massmap.io.output import (InputError, hdf5_failed, os_error_reason, output_lock, output_transaction,
-                               take_back)
+from massmap.io.locks import output_lock
+from massmap.io.output import InputError, os_error_reason, output_transaction, take_back
+from massmap.io.space import hdf5_failed
 
 # Errors raised for bad user input: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, InputError, FileNotFoundError)

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from massmap.io.inputs import reason
-from massmap.io.output import InputError, atomic_path, ensure_space, hdf5_writes
+from massmap.io.output import InputError, atomic_path
+from massmap.io.space import ensure_space, hdf5_writes
 from massmap.prior.training import TrainState
 
 FORMAT = "massmap.prior_checkpoint"

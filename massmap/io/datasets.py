@@ -22,7 +22,8 @@ import numpy as np
 import yaml
 
 from massmap.io.inputs import reads
-from massmap.io.output import InputError, ensure_space, hdf5_writes
+from massmap.io.output import InputError
+from massmap.io.space import ensure_space, hdf5_writes
 
 FORMAT = "massmap.kappa_maps"
 FORMAT_VERSION = 1

@@ -24,7 +24,8 @@ import numpy as np
 from massmap import __version__
 from massmap.config import ConfigError, dump_yaml, to_dict
 from massmap.io.datasets import MapSetWriter, read_metadata
-from massmap.io.output import InputError, atomic_path, ensure_space, provenance, write_config_sidecar, writing
+from massmap.io.output import InputError, atomic_path, provenance, write_config_sidecar, writing
+from massmap.io.space import ensure_space
 
 COSMOLOGY_KEYS = ("Omega_c", "Omega_b", "h", "sigma8", "n_s", "w0")
 N_ELL_TABLE = 128  # log-spaced ℓ nodes of the target C_ℓ table (log-log interpolation error < 0.1%)

@@ -23,8 +23,8 @@ import yaml
 from massmap import __version__, interrupts
 from massmap.config import ConfigError, dump_yaml, to_dict
 from massmap.io.checkpoints import checkpoint_paths, load_checkpoint, save_checkpoint
-from massmap.io.output import (InputError, check_output, ensure_space, hdf5_writes, provenance,
-                               write_config_sidecar, writing)
+from massmap.io.output import InputError, check_output, provenance, write_config_sidecar, writing
+from massmap.io.space import ensure_space, hdf5_writes
 from massmap.io.priors import write_prior
 from massmap.io.training_data import load_training_data, stack_regions
 from massmap.prior.augment import make_patch_source, sample_patches
