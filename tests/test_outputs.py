@@ -234,11 +234,25 @@ def test_an_output_being_written_is_refused(inputs, tmp_path):
     a second open file description) fails at once, naming the output and the holder."""
     from massmap.io.locks import output_lock
 
+    import fcntl
+
+    from massmap.io.locks import lock_path
+
     out = tmp_path / "r.fits"
     with output_lock([out]):
         res = CliRunner().invoke(main, commands(inputs, tmp_path)["reconstruct"])
-    one_line_error(res, "being written by another massmap process", "r.fits")
+    line = one_line_error(res, "being written by another massmap process", "r.fits")
+    assert f"(pid {os.getpid()})" in line and not out.exists()
+    # a holder that has not written its pid yet (the moment after it took the lock)
+    fd = os.open(lock_path(out), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        res = CliRunner().invoke(main, commands(inputs, tmp_path)["reconstruct"])
+    finally:
+        os.close(fd)
+    one_line_error(res, "being written by another massmap process")
     assert not out.exists()
+    assert CliRunner().invoke(main, commands(inputs, tmp_path)["reconstruct"]).exit_code == 0  # lock released
 
 
 def test_second_simulate_on_the_same_output_fails_and_the_first_finishes(env, tmp_path):

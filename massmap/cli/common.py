@@ -17,7 +17,7 @@ from massmap.io.space import hdf5_failed
 
 # Errors raised for bad user input: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, InputError, FileNotFoundError)
-# Options naming the files or folders a command writes: locked while it runs (massmap.io.output).
+# Options naming the files or folders a command writes: locked while it runs (massmap.io.locks).
 OUTPUT_OPTIONS = ("output", "output_dir", "truth_out")
 _ENTRY_POINT = False  # set by MassmapGroup.main when massmap runs as the process's command line
 
@@ -50,12 +50,14 @@ class MassmapGroup(click.Group):
 def main() -> None:
     """massmap: weak-lensing shear catalogs to convergence (mass) maps."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    ctx = click.get_current_context()  # its resources are released when the command ends
     if not sys.warnoptions and not os.environ.get("PYTHONWARNINGS"):
         # numpy's floating-point RuntimeWarnings (NaN in a cast, ...) are not messages for users: massmap
         # reports bad values itself, in one line. PYTHONWARNINGS or -W bring them back.
+        ctx.with_resource(warnings.catch_warnings())
         warnings.filterwarnings("ignore", category=RuntimeWarning)
-    # SIGTERM behaves like Ctrl-C from here on (massmap.interrupts); restored when the command ends
-    click.get_current_context().with_resource(interrupts.stop_signals_as_interrupts())
+    # SIGTERM behaves like Ctrl-C from here on (massmap.interrupts)
+    ctx.with_resource(interrupts.stop_signals_as_interrupts())
     try:
         enable_compilation_cache()
     except KeyboardInterrupt:

@@ -38,8 +38,9 @@ def _lock_one(output: Path) -> int | None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             holder = ""
-            with contextlib.suppress(OSError, ValueError):
-                holder = f" (pid {int(os.pread(fd, 32, 0).split()[0])})"
+            with contextlib.suppress(OSError, ValueError):  # the holder may not have written its pid yet
+                pid = os.pread(fd, 32, 0).split()
+                holder = f" (pid {int(pid[0])})" if pid else ""
             os.close(fd)
             if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise InputError(f"output '{output}' is being written by another massmap process{holder}; "
