@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from faults import KINDS, PIX, TALLY, cases, digest, is_root, leftovers, make_seeds, matches, sets, write_table
+from faults import KINDS, PIX, TALLY, TINY_PRIOR, cases, digest, is_root, leftovers, make_seeds, matches, sets, write_table
 from massmap.cli import main
 from massmap.config import Config, valid_keys
 
@@ -64,7 +64,7 @@ def test_undamaged_seed_files_are_accepted(seeds, tmp_path):
         assert res.exit_code == 0, (kind.name, res.output)
         assert (folder / kind.output).exists(), kind.name
     assert load_prior(seeds["prior"]).npix == 16
-    cfg = load_config([], __import__("faults").TINY_PRIOR)
+    cfg = load_config([], TINY_PRIOR)
     spec, hyper = train_spec(cfg.prior, 0.02, 2e-4, 0.2)
     template = init_train(jax.random.PRNGKey(0), spec, hyper, white_mode_variance(16, 16))
     assert int(load_checkpoint(seeds["checkpoint"], template)[0].step) == 0

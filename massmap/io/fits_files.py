@@ -23,14 +23,18 @@ def open_fits(path: str | Path) -> fits.HDUList:
     p = check_file(path, "FITS file")
     if p.stat().st_size == 0:
         raise InputError(f"FITS file '{p}' is empty (0 bytes)")
+    hdul = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy warns about damage; check_fits says what it is
             hdul = fits.open(p, memmap=False, lazy_load_hdus=True)
             check_fits(hdul, p)
-    except InputError:
-        raise
-    except Exception as err:  # whatever astropy raises on a damaged file is a property of the file
+    except BaseException as err:
+        if hdul is not None:
+            hdul.close()
+        if isinstance(err, InputError) or not isinstance(err, Exception):
+            raise
+        # whatever astropy raises on a damaged file is a property of the file
         raise InputError(f"'{p}' is not a readable FITS file ({reason(err, 80)})") from None
     return hdul
 
@@ -56,7 +60,6 @@ def check_fits(hdul: fits.HDUList, p: Path) -> None:
         info = hdu.fileinfo()  # (HDUList.fileinfo would read every HDU first)
         end = int(info["datLoc"]) + int(info["datSpan"])
         if end > size and not compressed:
-            hdul.close()
             raise InputError(f"'{p}' is a truncated FITS file ({size} bytes, but its HDU {i} ends at byte {end})")
         i += 1
     if i == 0:
@@ -71,7 +74,6 @@ def check_fits(hdul: fits.HDUList, p: Path) -> None:
             fh.seek(end)
             tail = fh.read(1 << 20)
         if tail.strip(b"\0 "):
-            hdul.close()
             raise InputError(f"'{p}' is a damaged FITS file ({size - end} bytes after its last readable HDU: "
                              "a truncated or corrupt extension)")
     for hdu in hdul:
