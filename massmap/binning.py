@@ -71,8 +71,9 @@ class BinnedShear:
 def bin_shear(cat: ShearCatalog, grid: FlatGrid, sigma_e: float) -> BinnedShear:
     """Weighted shear per pixel and its noise: var = σ_e² Σ w² / (Σ w (1+m) R)²."""
     x, y = grid.world_to_pixel(cat.ra, cat.dec)
-    ix = np.floor(x + 0.5).astype(np.int64)
-    iy = np.floor(y + 0.5).astype(np.int64)
+    with np.errstate(invalid="ignore"):  # NaN positions (behind the tangent plane) are dropped below
+        ix = np.floor(x + 0.5).astype(np.int64)
+        iy = np.floor(y + 0.5).astype(np.int64)
     inside = (ix >= 0) & (ix < grid.nx) & (iy >= 0) & (iy < grid.ny) & np.isfinite(x) & np.isfinite(y)
     n_out = int((~inside).sum())
     idx = iy[inside] * grid.nx + ix[inside]

@@ -7,6 +7,11 @@
   chain produced NaN/inf even after its restarts, the MAP ascent diverged). Not bad input: one line,
   exit status 3.
 
+Stopping early (Ctrl-C, SIGTERM) is not an error: a pipeline that keeps something raises a
+KeyboardInterrupt subclass whose message says what it kept; the CLI prints it and exits with
+128 + the signal number (massmap.interrupts). An OSError on a file (disk full, permission denied)
+is reported like bad input: one line, exit status 2.
+
 Numerical code (``ops``, ``infer``, ``prior``, ``sim``, ``sphere``) raises ``ValueError`` for
 arguments it cannot use, naming the argument, never a config key: the layers that read config
 (``config``, ``pipeline``) translate.
@@ -29,3 +34,4 @@ class SamplingError(RuntimeError):
 EXIT_INPUT = 2  # InputError, ConfigError, a missing file
 EXIT_RUN_FAILED = 3  # SamplingError
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGINT (128 + 2)
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), e.g. a batch scheduler's pre-emption

@@ -13,6 +13,8 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 from massmap.errors import InputError
 
+MAX_NPIX = 32768  # pixels per side of one flat map at most (as config grid.npix allows)
+
 
 @dataclass(frozen=True)
 class FlatGrid:
@@ -94,6 +96,12 @@ def grid_from_catalog(ra: np.ndarray, dec: np.ndarray, pixel_size_arcmin: float,
     probe = FlatGrid(ra0, dec0, pixel_size_arcmin, 1, 1)
     x, y = probe.world_to_pixel(ra, dec)
     half = float(np.max(np.abs(np.concatenate([x, y]))))
+    far = np.degrees(np.arccos(np.clip(np.sin(np.radians(dec)) * np.sin(np.radians(dec0)) + np.cos(np.radians(dec))
+                                       * np.cos(np.radians(dec0)) * np.cos(np.radians(np.asarray(ra) - ra0)), -1, 1)))
+    if not np.isfinite(half) or 2 * half + 1.0 > MAX_NPIX or float(np.max(far)) >= 80.0:
+        raise ValueError(f"the galaxies reach {float(np.max(far)):.1f} deg from the centre: too wide for one flat "
+                         f"grid of {pixel_size_arcmin:g} arcmin pixels (at most {MAX_NPIX} pixels per side, 80 deg "
+                         "from the centre)")
     npix = int(np.ceil(2 * half + 1.0))
     npix += npix % 2  # even sizes keep the centre on a pixel corner, as in FFT-friendly grids
     return FlatGrid(ra0, dec0, pixel_size_arcmin, npix, npix)

@@ -37,3 +37,16 @@ def assert_one_line_error(res, needles, out: Path) -> None:
     out = Path(out)
     assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
     assert not out.with_suffix(".config.yaml").exists()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the fault-injection tally of tests/test_faults.py: cases tried and handled per file kind."""
+    try:
+        from faults import TALLY
+    except ImportError:
+        return
+    if not TALLY:
+        return
+    parts = [f"{kind} {handled}/{tried} handled" for kind, (tried, handled) in TALLY.items()]
+    tried, handled = (sum(v[i] for v in TALLY.values()) for i in (0, 1))
+    terminalreporter.write_line(f"fault cases: {', '.join(parts)}; total {handled}/{tried} handled")

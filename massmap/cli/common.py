@@ -4,18 +4,48 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 
 import click
 
-from massmap import __version__
+from massmap import __version__, interrupts
 from massmap.config import load_config
-from massmap.errors import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED, ConfigError, InputError, SamplingError
+from massmap.errors import EXIT_INPUT, EXIT_RUN_FAILED, ConfigError, InputError, SamplingError
+from massmap.io.locks import output_lock
+from massmap.io.output import os_error_reason, output_transaction, take_back
+from massmap.io.space import hdf5_failed
 
 # Errors raised for bad user input: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, InputError, FileNotFoundError)
+# Options naming the files or folders a command writes: locked while it runs (massmap.io.locks).
+OUTPUT_OPTIONS = ("output", "output_dir", "truth_out")
+_ENTRY_POINT = False  # set by MassmapGroup.main when massmap runs as the process's command line
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class MassmapGroup(click.Group):
+    """The massmap command group: click's usage errors (a missing argument, an input that is a folder,
+    an unknown option) are printed as one line too, ``massmap: error: <message> (see: <command> --help)``,
+    exit status 2, like every other bad input."""
+
+    def main(self, args=None, *rest, **kwargs):
+        global _ENTRY_POINT
+        _ENTRY_POINT = args is None  # the real command line (sys.argv), not a test's CliRunner
+        kwargs["standalone_mode"] = False
+        try:
+            status = super().main(args, *rest, **kwargs)
+        except click.UsageError as err:
+            hint = f" (see: {err.ctx.command_path} --help)" if err.ctx is not None else ""
+            _fail(f"error: {' '.join(err.format_message().split())}{hint}", EXIT_INPUT)
+        except click.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(status if isinstance(status, int) else 0)
+
+
+@click.group(cls=MassmapGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="massmap")
 @click.option("--distributed", is_flag=True,
               help="Run as one of several processes (jax.distributed; automatic in a multi-task SLURM step). "
@@ -24,7 +54,18 @@ USER_ERRORS = (ConfigError, InputError, FileNotFoundError)
 def main(ctx, distributed) -> None:
     """massmap: weak-lensing shear catalogs to convergence (mass) maps."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    enable_compilation_cache()
+    # ctx's resources are released when the command ends
+    if not sys.warnoptions and not os.environ.get("PYTHONWARNINGS"):
+        # numpy's floating-point RuntimeWarnings (NaN in a cast, ...) are not messages for users: massmap
+        # reports bad values itself, in one line. PYTHONWARNINGS or -W bring them back.
+        ctx.with_resource(warnings.catch_warnings())
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+    # SIGTERM behaves like Ctrl-C from here on (massmap.interrupts)
+    ctx.with_resource(interrupts.stop_signals_as_interrupts())
+    try:
+        enable_compilation_cache()
+    except KeyboardInterrupt:
+        _fail(f"stopped by {interrupts.signal_name()} while starting; nothing was written", interrupts.exit_status())
     start_processes(distributed, ctx.invoked_subcommand)
 
 
@@ -40,12 +81,10 @@ def start_processes(flag: bool, command: str | None) -> None:
         if not parallel.initialize_distributed(True if flag else None):
             return
     except Exception as err:  # noqa: BLE001 (coordinator unreachable, bad JAX_* variables, ...)
-        click.echo(f"massmap: error: jax.distributed did not start: {str(err).splitlines()[0]}", err=True)
-        sys.exit(EXIT_INPUT)
+        _fail(f"error: jax.distributed did not start: {_first_line(err)}", EXIT_INPUT)
     if parallel.process_count() > 1 and command not in DISTRIBUTED_COMMANDS:
-        click.echo(f"massmap: error: '{command}' runs in one process (on all its devices); only simulate is "
-                   "split between processes", err=True)
-        sys.exit(EXIT_INPUT)
+        _fail(f"error: '{command}' runs in one process (on all its devices); only simulate is split between "
+              "processes", EXIT_INPUT)
 
 
 def enable_compilation_cache() -> None:
@@ -80,23 +119,73 @@ def resolve_config(config_files, overrides):
     return load_config(config_files, overrides)
 
 
+def _fail(message: str, status: int) -> None:
+    """Print ``massmap: <message>`` on a line of its own (clearing progress bars left open) and exit."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):  # bars of an interrupted loop were never closed
+        try:
+            bar.close()
+        except Exception:  # a bar that cannot be drawn any more must not hide the message
+            pass
+    click.echo(f"massmap: {message}", err=True)
+    if _ENTRY_POINT and hdf5_failed():
+        # HDF5 could not flush a file (a full disk, a quota): its library crashes in its exit handler
+        # (SIGSEGV, status 139) on such a file, so the process ends here, after massmap's own cleanup.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else err.__class__.__name__
+
+
 def user_errors(f):
-    """Turn user-input errors into ``massmap: error: <one line>`` and exit status 2, numerical failures
-    (SamplingError) into one line and exit status 3 (massmap.errors)."""
+    """Run a command as docs/reliability.md promises: one line and an exit status, never a traceback,
+    for everything that is not a bug.
+
+    - bad input (InputError, ConfigError, a missing file) and an OSError on a file (disk full,
+      permission denied): ``massmap: error: <one line>``, exit status 2;
+    - SamplingError (a computation failed numerically on valid input): exit status 3;
+    - Ctrl-C or SIGTERM: the pipeline's own message saying what it kept (or that nothing was
+      written), exit status 128 + signal (130, 143).
+
+    The outputs named by OUTPUT_OPTIONS are locked for the run (a second process writing them fails
+    at once), and the files the command committed are removed again when it fails, unless it was
+    stopped with a message saying what it kept.
+    """
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
+        outputs = [kwargs[k] for k in OUTPUT_OPTIONS if kwargs.get(k)]
+        committed: list = []
         try:
-            return f(*args, **kwargs)
-        except USER_ERRORS as err:
-            msg = str(err).splitlines()[0] if str(err) else err.__class__.__name__
-            click.echo(f"massmap: error: {msg}", err=True)
-            sys.exit(EXIT_INPUT)
-        except SamplingError as err:
-            click.echo(f"massmap: error: {str(err).splitlines()[0] if str(err) else 'sampling failed'}", err=True)
-            sys.exit(EXIT_RUN_FAILED)
+            with output_transaction() as committed, output_lock(outputs):
+                return f(*args, **kwargs)
         except KeyboardInterrupt as err:
-            click.echo(f"massmap: {err}" if str(err) else "massmap: interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            kept, name = str(err), interrupts.signal_name()
+            if not kept:
+                take_back(committed)
+                kept = "nothing was written"
+            _fail(kept if name in kept else f"stopped by {name}: {kept}", interrupts.exit_status())
+        except SamplingError as err:
+            take_back(committed)
+            _fail(f"error: {_first_line(err)}", EXIT_RUN_FAILED)
+        except USER_ERRORS as err:
+            take_back(committed)
+            _fail(f"error: {_first_line(err)}", EXIT_INPUT)
+        except OSError as err:  # a file the command could not read or write; InputError covers the usual ones
+            take_back(committed)
+            where = f"'{err.filename}': " if err.filename else ""
+            _fail(f"error: {where}{os_error_reason(err)}", EXIT_INPUT)
+        except MemoryError:
+            take_back(committed)
+            _fail("error: not enough memory for this input and configuration (a size such as grid.npix "
+                  "or the number of maps is too large for this machine)", EXIT_INPUT)
+        except Exception:
+            take_back(committed)
+            raise
 
     return wrapper

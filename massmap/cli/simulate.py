@@ -1,8 +1,6 @@
 """``massmap simulate``: a training set of convergence maps (HDF5) from the `simulate` config."""
 from __future__ import annotations
 
-import sys
-
 import click
 
 from massmap.cli.common import config_options, main, resolve_config, user_errors
@@ -23,12 +21,8 @@ def simulate(output, config_files, overrides, overwrite, resume, quiet):
     Map i uses the key fold_in(PRNGKey(seed), i). Maps are flushed one at a time; an interrupted
     run keeps its finished maps in MAPS.h5.part and --resume continues it.
     """
-    from massmap.pipeline.simulate import Interrupted, run_simulate
+    from massmap.pipeline.simulate import run_simulate
 
     config = resolve_config(config_files, overrides)
-    try:
-        path = run_simulate(config, output, overwrite=overwrite, resume=resume, progress=not quiet)
-    except Interrupted as err:
-        click.echo(f"massmap: {err}", err=True)
-        sys.exit(130)
+    path = run_simulate(config, output, overwrite=overwrite, resume=resume, progress=not quiet)
     click.echo(f"wrote {config.simulate.n_maps} {config.simulate.kind} maps to {path}")

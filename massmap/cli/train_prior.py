@@ -1,8 +1,6 @@
 """``massmap train-prior``: a neural score prior for κ by denoising score matching."""
 from __future__ import annotations
 
-import sys
-
 import click
 
 from massmap.cli.common import config_options, main, resolve_config, user_errors
@@ -13,7 +11,8 @@ from massmap.cli.common import config_options, main, resolve_config, user_errors
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="PRIOR.h5",
               help="Output prior (the loss curves PNG and the resolved config are written beside it).")
 @config_options
-@click.option("--resume", is_flag=True, help="Continue from PRIOR.ckpt.h5 (same config and DATA).")
+@click.option("--resume", is_flag=True,
+              help="Continue from PRIOR.ckpt.h5 (same config and DATA); without one, start at step 0.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output or an earlier run's checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
@@ -22,16 +21,25 @@ def train_prior(data, output, config_files, overrides, resume, overwrite, quiet)
     .npy maps (set prior.input_pixel_size_arcmin), or folders of them.
 
     Checkpoints are written every prior.checkpoint_every steps and on Ctrl-C/SIGTERM; --resume
-    continues bit-for-bit. See docs/priors.md.
+    continues bit-for-bit (and starts at step 0 when there is no checkpoint yet). See docs/priors.md.
     """
-    from massmap.pipeline.train_prior import TrainingInterrupted, run_train_prior
+    from massmap.io.checkpoints import checkpoint_paths, checkpoint_step
+    from massmap.pipeline.train_prior import run_train_prior
 
     config = resolve_config(config_files, overrides)
+    if resume and not any(p.exists() for p in checkpoint_paths(output)):
+        # e.g. a re-queued job stopped before its first checkpoint: --resume starts it (as simulate does)
+        click.echo(f"massmap: no checkpoint '{checkpoint_paths(output)[0]}' yet: starting at step 0", err=True)
+        resume = False
     try:
         result = run_train_prior(config, data, output, resume=resume, overwrite=overwrite, progress=not quiet)
-    except TrainingInterrupted as err:
-        click.echo(f"massmap: {err}", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        ckpt = checkpoint_paths(output)[0]
+        step = checkpoint_step(ckpt) if not str(err) else None
+        if step is None:
+            raise
+        # stopped outside the training loop (reading data, writing the prior): the checkpoint stays
+        raise KeyboardInterrupt(f"checkpoint '{ckpt}' (step {step}) is kept; continue with --resume") from None
     m = result.metrics
     click.echo(f"wrote {result.path} (validation DSM loss {m['val_loss']:.4f}; zero score 1, analytic "
                f"base term {m['val_loss_analytic_base']:.4f}) and {result.plot}")

@@ -8,6 +8,7 @@ rejected with the list of valid ones.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -204,9 +205,15 @@ def load_yaml(path: str | Path) -> dict:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file '{p}' does not exist")
+    if p.is_dir():
+        raise ConfigError(f"config file '{p}' is a directory, not a file")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
+        data = yaml.safe_load(p.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise ConfigError(f"config file '{p}' cannot be read ({err.strerror or type(err).__name__})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file '{p}' is not UTF-8 text (byte {err.start}): not a YAML config") from None
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"config file '{p}' is not valid YAML{where}") from None
@@ -229,14 +236,40 @@ def resolve(cls: type, files: list[str | Path] | tuple = (), overrides: list[str
             else:
                 dst[k] = v
 
+    origin: dict[str, str] = {}  # dotted key -> the config file that set it last (for messages)
     if base:
         merge(tree, base)
     for f in files:
-        merge(tree, load_yaml(f))
+        data = load_yaml(f)
+        origin.update({k: f"config file '{f}'" for k in _dotted_keys(data)})
+        merge(tree, data)
     for text in overrides:
         path, value = parse_override(text)
         _set_nested(tree, path, value, cls)
-    return build(cls, tree)
+        origin[".".join(path)] = f"--set {text}"
+    try:
+        return build(cls, tree)
+    except ConfigError as err:
+        raise ConfigError(_with_origin(str(err), origin)) from None
+
+
+def _dotted_keys(tree: Any, prefix: str = "") -> list[str]:
+    if not isinstance(tree, dict):
+        return [prefix[:-1]] if prefix else []
+    keys = [prefix + str(k) for k in tree]
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            keys += _dotted_keys(v, f"{prefix}{k}.")
+    return keys
+
+
+def _with_origin(message: str, origin: dict[str, str]) -> str:
+    """Append where the offending key was set when it came from a config file."""
+    for quoted in re.findall(r"'([A-Za-z0-9_.]+)'", message):
+        where = origin.get(quoted)
+        if where and where.startswith("config file"):
+            return f"{message} (set in {where})"
+    return message
 
 
 def dump_yaml(obj: Any) -> str:

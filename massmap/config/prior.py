@@ -49,8 +49,8 @@ class PriorConfig:
     val_batches: int = 4  # validation batches (of batch_size crops, fixed noise) per evaluation
 
     def __post_init__(self):
-        if self.npix < 4:
-            raise _err("npix", f"must be >= 4, got {self.npix}")
+        if not 4 <= self.npix <= 4096:
+            raise _err("npix", f"must be in 4..4096, got {self.npix}")
         levels = len(self.channels)
         if levels < 1 or any(c < 1 for c in self.channels):
             raise _err("channels", f"must be a non-empty list of positive integers, got {list(self.channels)}")

@@ -17,6 +17,9 @@ from massmap.config.simulate import SimulateConfig
 from massmap.config.summarize import SummarizeConfig
 
 
+MAX_NPIX = 32768  # pixels per side of a flat map at most (4 GiB per float32 map): larger is a typo (= geometry.MAX_NPIX)
+
+
 @dataclass(frozen=True)
 class GridConfig:
     """Flat-sky map grid: gnomonic (TAN) projection about ``center``."""
@@ -28,8 +31,8 @@ class GridConfig:
     def __post_init__(self):
         if not self.pixel_size_arcmin > 0:
             raise ConfigError(f"config key 'grid.pixel_size_arcmin' must be > 0, got {self.pixel_size_arcmin}")
-        if self.npix is not None and self.npix <= 0:
-            raise ConfigError(f"config key 'grid.npix' must be a positive integer, got {self.npix}")
+        if self.npix is not None and not 0 < self.npix <= MAX_NPIX:
+            raise ConfigError(f"config key 'grid.npix' must be a positive integer <= {MAX_NPIX}, got {self.npix}")
         if self.center is not None and not -90 <= self.center[1] <= 90:
             raise ConfigError(f"config key 'grid.center': Dec must be within [-90, 90], got {self.center[1]}")
 

@@ -24,8 +24,8 @@ class SimulateConfig:
     def __post_init__(self):
         if self.n_maps < 1:
             raise ConfigError(f"config key 'simulate.n_maps' must be a positive integer, got {self.n_maps}")
-        if self.npix < 4:
-            raise ConfigError(f"config key 'simulate.npix' must be an integer >= 4, got {self.npix}")
+        if not 4 <= self.npix <= 32768:
+            raise ConfigError(f"config key 'simulate.npix' must be an integer in 4..32768, got {self.npix}")
         if not self.pixel_size_arcmin > 0:
             raise ConfigError(
                 f"config key 'simulate.pixel_size_arcmin' must be > 0, got {self.pixel_size_arcmin}")

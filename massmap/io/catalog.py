@@ -13,6 +13,8 @@ from astropy.io import fits
 
 from massmap.config.schema import CatalogConfig
 from massmap.binning import ShearCatalog
+from massmap.io.fits_files import open_fits  # noqa: F401  (re-exported: readers import it from here)
+from massmap.io.inputs import reads
 from massmap.io.output import InputError
 
 # Usual spellings tried (case-insensitively) when a column is not named in the config.
@@ -49,22 +51,7 @@ def _lookup(names: list[str], wanted: str | None, role: str, path: str, required
     return None
 
 
-def open_fits(path: str | Path) -> fits.HDUList:
-    """Open a FITS file with one-line errors for missing or non-FITS files."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"input file '{p}' does not exist")
-    if p.is_dir():
-        raise InputError(f"input '{p}' is a directory, not a FITS file")
-    try:
-        hdul = fits.open(p, memmap=False)
-        hdul.verify("silentfix")
-        _ = len(hdul)
-    except (OSError, ValueError, TypeError) as err:
-        raise InputError(f"'{p}' is not a readable FITS file ({str(err).splitlines()[0][:80]})") from None
-    return hdul
-
-
+@reads("shear catalog")
 def read_catalog(path: str | Path, cfg: CatalogConfig) -> ShearCatalog:
     """Read, select, clean and calibrate a FITS shear catalog."""
     path = str(path)
@@ -152,6 +139,7 @@ def write_catalog(path: str | Path, columns: dict[str, np.ndarray], header: fits
     cols = [fits.Column(name=k, format="D" if np.asarray(v).dtype == np.float64 else "E", array=np.asarray(v))
             for k, v in columns.items()]
     hdul = fits.HDUList([fits.PrimaryHDU(header=header), fits.BinTableHDU.from_columns(cols, name="CATALOG")])
+    hdul[0].header["NEXTEND"] = (1, "extensions (fewer: truncated)")
     with atomic_path(path) as tmp:
         hdul.writeto(tmp, overwrite=True)
     return Path(path)

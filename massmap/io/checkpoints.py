@@ -15,13 +15,15 @@ Layout (format ``massmap.prior_checkpoint``, version 1):
 Reading needs a template state of the same configuration (from ``init_train``): the tree structure
 comes from the template, never from the file, and only plain numeric arrays are read (no pickle).
 Writing goes to a temporary file that replaces ``OUT.ckpt.h5`` only once complete; the checkpoint
-it replaces is kept as ``OUT.ckpt.prev.h5``, so a crash mid-write never loses the last good one.
+it replaces is kept as ``OUT.ckpt.prev.h5`` (linked there first, so ``OUT.ckpt.h5`` exists at every
+instant), and a crash or SIGKILL mid-write never loses the last good one.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -29,7 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from massmap.io.inputs import reason
 from massmap.io.output import InputError, atomic_path
+from massmap.io.space import ensure_space, hdf5_writes
 from massmap.prior.training import TrainState
 
 FORMAT = "massmap.prior_checkpoint"
@@ -70,7 +74,9 @@ def save_checkpoint(path: str | Path, state: TrainState, history: dict[str, np.n
     path = Path(path)
     previous = previous_path(path)
     items: list[tuple[str, np.ndarray]] = []
-    with atomic_path(path) as tmp:
+    nbytes = sum(np.asarray(leaf).nbytes for tree in TREES for leaf in jax.tree_util.tree_leaves(getattr(state, tree)))
+    with atomic_path(path, keep=True) as tmp, hdf5_writes(tmp):  # resumable state: kept when the command fails
+        ensure_space(tmp, 2 * nbytes)  # this one and the previous one (HDF5 must not meet a full disk)
         with h5py.File(tmp, "w") as f:
             for tree in TREES:
                 g = f.create_group(tree)
@@ -95,9 +101,23 @@ def save_checkpoint(path: str | Path, state: TrainState, history: dict[str, np.n
                 f.create_dataset(name, data=arr)
                 items.append((name, arr))
             f.attrs["sha256"] = _digest(items)
-        if path.exists():
-            os.replace(path, previous)
+        if path.exists():  # keep the current one as .prev; `path` exists at every instant (kill-safe)
+            _replace_by_copy(path, previous)
     return path
+
+
+def _replace_by_copy(src: Path, dst: Path) -> None:
+    """Atomically make ``dst`` a copy of ``src`` (a hard link where the file system allows it)."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _read_verified(path: Path):
@@ -121,8 +141,8 @@ def _read_verified(path: Path):
             f.visititems(visit)
     except InputError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError) as err:
-        raise InputError(f"checkpoint '{path}' is corrupt ({str(err).splitlines()[0]})") from None
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError, MemoryError) as err:
+        raise InputError(f"checkpoint '{path}' is corrupt ({reason(err)})") from None
     if int(attrs.get("format_version", 0)) > FORMAT_VERSION:
         raise InputError(f"checkpoint '{path}' has format version {attrs.get('format_version')}; this "
                          f"massmap reads up to {FORMAT_VERSION}")

@@ -14,13 +14,16 @@ map is counted only once it is on disk. Readers use the first ``n_done`` maps on
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
+from massmap.io.inputs import reads
 from massmap.io.output import InputError
+from massmap.io.space import ensure_space, hdf5_writes
 
 FORMAT = "massmap.kappa_maps"
 FORMAT_VERSION = 1
@@ -53,8 +56,14 @@ class MapSetWriter:
 
     def __init__(self, path: str | Path, n_maps: int, npix: int, attrs: dict[str, Any] | None = None,
                  tables: dict[str, np.ndarray] | None = None, append: bool = False):
-        h5py = _h5py()
         self.path = Path(path)
+        self.file = None
+        with hdf5_writes(self.path):
+            self._open(n_maps, npix, attrs, tables, append)
+        self.kappa = self.file["kappa"]  # held open: a failed chunk write then surfaces in flush()
+
+    def _open(self, n_maps, npix, attrs, tables, append) -> None:
+        h5py = _h5py()
         if append:
             self.file = h5py.File(self.path, "r+")
             kappa = self.file["kappa"]
@@ -94,29 +103,43 @@ class MapSetWriter:
         return int(self.file["kappa"].shape[0])
 
     def write_map(self, index: int, kappa: np.ndarray) -> None:
-        """Write map ``index`` (must be the next one) and count it once it is flushed."""
+        """Write map ``index`` (must be the next one) and count it once it is flushed.
+
+        The space for the map is checked first (OSError ENOSPC, nothing written), so that a full disk
+        stops the run between maps, with every counted map on disk."""
         if index != self.n_done:
             raise ValueError(f"map {index} written out of order (next is {self.n_done})")
-        self.file["kappa"][index] = np.asarray(kappa, np.float32)
-        self.file.flush()
-        self.file.attrs["n_done"] = index + 1
-        self.file.flush()
+        data = np.asarray(kappa, np.float32)
+        ensure_space(self.path, data.nbytes)
+        with hdf5_writes(self.path):
+            self.kappa[index] = data
+            self.file.flush()
+            self.file.attrs["n_done"] = index + 1
+            self.file.flush()
 
     def set_attrs(self, **attrs: Any) -> None:
-        for key, value in attrs.items():
-            if value is not None:
-                self.file.attrs[key] = _to_attr(value)
-        self.file.flush()
+        with hdf5_writes(self.path):
+            for key, value in attrs.items():
+                if value is not None:
+                    self.file.attrs[key] = _to_attr(value)
+            self.file.flush()
 
     def close(self) -> None:
         if self.file:
-            self.file.close()
+            self.kappa = None
+            with hdf5_writes(self.path):
+                self.file.close()
+            self.file = None
 
     def __enter__(self) -> "MapSetWriter":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        if exc[0] is None:
+            self.close()
+        else:  # keep the error that stopped the run, not a second one from closing after it
+            with contextlib.suppress(OSError):
+                self.close()
 
 
 def _open_map_set(path: str | Path):
@@ -136,15 +159,36 @@ def _open_map_set(path: str | Path):
             raise InputError(f"map set '{p}' cannot be opened (in use by another process or damaged): "
                              f"{reason}") from None
         raise InputError(f"'{p}' is not a massmap map set (not an HDF5 file)") from None
-    if f.attrs.get("format") != FORMAT or "kappa" not in f or "n_done" not in f.attrs:
+    try:
+        check_layout(f, p)
+    except BaseException:
         f.close()
-        raise InputError(f"'{p}' is not a massmap map set (no '{FORMAT}' kappa dataset)")
-    if int(f.attrs.get("format_version", 0)) > FORMAT_VERSION:
-        version = f.attrs.get("format_version")
-        f.close()
-        raise InputError(f"map set '{p}' has format version {version}; this massmap reads up to "
-                         f"{FORMAT_VERSION}")
+        raise
     return f
+
+
+def check_layout(f, p: Path) -> None:
+    """InputError unless ``f`` is a massmap map set whose ``n_done`` finished maps are all stored."""
+    h5py = _h5py()
+    fmt = _from_attr(f.attrs.get("format"))
+    if fmt != FORMAT or "kappa" not in f or "n_done" not in f.attrs:
+        raise InputError(f"'{p}' is not a massmap map set (no '{FORMAT}' kappa dataset)")
+    version = _from_attr(f.attrs.get("format_version", 0))
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(f"map set '{p}' has format version {version!r}; this massmap reads up to "
+                         f"{FORMAT_VERSION}")
+    kappa = f["kappa"]
+    if not isinstance(kappa, h5py.Dataset) or kappa.ndim != 3 or kappa.dtype.kind != "f":
+        kind = f"{kappa.dtype} {kappa.shape}" if isinstance(kappa, h5py.Dataset) else "a group"
+        raise InputError(f"map set '{p}': dataset 'kappa' must be (n_maps, npix, npix) floats, found {kind}")
+    n_done = _from_attr(f.attrs["n_done"])
+    if not isinstance(n_done, int) or not 0 <= n_done <= kappa.shape[0]:
+        raise InputError(f"map set '{p}': attribute n_done = {n_done!r} is not a map count within 0..{kappa.shape[0]}")
+    if kappa.chunks is not None and n_done:
+        per_map = int(np.prod([-(-s // c) for s, c in zip(kappa.shape[1:], kappa.chunks[1:])]))
+        rows = -(-n_done // kappa.chunks[0])
+        if kappa.id.get_num_chunks() < rows * per_map:
+            raise InputError(f"map set '{p}' counts {n_done} finished maps but stores fewer (truncated or damaged)")
 
 
 def _metadata(f) -> dict[str, Any]:
@@ -158,12 +202,14 @@ def _metadata(f) -> dict[str, Any]:
     return meta
 
 
+@reads("map set")
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The attributes and small tables of a map set (config and provenance parsed from YAML)."""
     with _open_map_set(path) as f:
         return _metadata(f)
 
 
+@reads("map set")
 def read_maps(path: str | Path, index: int | slice | list[int] | np.ndarray | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
     """Maps and metadata of a map set: all finished maps (n_done, npix, npix) when ``index`` is None,

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from astropy.io import fits  # noqa: E402
 
 from massmap.io.catalog import open_fits  # noqa: E402
+from massmap.io.inputs import reads  # noqa: E402
 from massmap.io.maps import provenance_header  # noqa: E402
 from massmap.io.output import InputError, atomic_path  # noqa: E402
 
@@ -79,11 +80,14 @@ def write_healpix_maps(path: str | Path, nside: int, maps: dict[str, np.ndarray]
         cols = [fits.Column(name=c, format="D" if np.asarray(v).dtype.kind == "f" else "K", array=np.asarray(v))
                 for c, v in columns.items()]
         extra.append(fits.BinTableHDU.from_columns(cols, name=name))
+    primary = fits.PrimaryHDU(header=provenance_header(prov))
+    primary.header["NEXTEND"] = (1 + len(extra), "extensions (fewer: truncated)")
     with atomic_path(path) as tmp:
-        fits.HDUList([fits.PrimaryHDU(header=provenance_header(prov)), table] + extra).writeto(tmp, overwrite=True)
+        fits.HDUList([primary, table] + extra).writeto(tmp, overwrite=True)
     return Path(path)
 
 
+@reads("HEALPix map file")
 def read_healpix_maps(path: str | Path) -> tuple[int, dict[str, np.ndarray], fits.Header]:
     """(nside, {column: full-size RING map}, table header) of a HEALPix map file; unlisted pixels of a
     partial file are ``healpy.UNSEEN`` (float maps) or 0 (integer maps)."""

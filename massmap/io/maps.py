@@ -1,7 +1,8 @@
 """FITS images with a 2-D celestial WCS: massmap's map files (κ, binned shear, noise, mask).
 
 Layout of every massmap map file: an empty primary HDU holding provenance (massmap version, command,
-date, seed, inputs, and the full resolved config as HISTORY cards), then one image extension per map
+date, seed, inputs, and the full resolved config as HISTORY cards; NEXTEND = the number of extensions, so
+that a file cut at an extension boundary is recognised as truncated), then one image extension per map
 (EXTNAME = KAPPA_KS, GAMMA1, ...), each with the same 2-D celestial WCS (cubes keep the 2-D WCS on
 their last two axes), then optional binary tables (e.g. DIAGNOSTICS).
 """
@@ -17,6 +18,7 @@ from astropy.wcs import WCS
 
 from massmap.geometry import FlatGrid, grid_from_wcs
 from massmap.io.catalog import open_fits
+from massmap.io.inputs import reads
 from massmap.io.output import InputError, atomic_path
 
 
@@ -114,16 +116,19 @@ def write_maps(path: str | Path, grid: FlatGrid, images: dict[str, np.ndarray], 
         hdu = fits.BinTableHDU.from_columns(columns, name=name)
         hdu.header.extend(_table_header((table_scalars or {}).get(name, {})))
         hdus.append(hdu)
+    hdus[0].header["NEXTEND"] = (len(hdus) - 1, "extensions (fewer: truncated)")
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp, overwrite=True)
     return Path(path)
 
 
+@reads("FITS file")
 def image_hdu_names(path: str | Path) -> list[str]:
     with open_fits(path) as hdul:
         return [h.name for h in hdul if h.is_image and h.data is not None]
 
 
+@reads("FITS file")
 def is_binned_shear(path: str | Path) -> bool:
     """True for a FITS file with GAMMA1 and GAMMA2 image extensions."""
     with open_fits(path) as hdul:
@@ -131,6 +136,7 @@ def is_binned_shear(path: str | Path) -> bool:
     return {"GAMMA1", "GAMMA2"} <= names
 
 
+@reads("binned shear map")
 def read_binned_shear(path: str | Path):
     """Read GAMMA1, GAMMA2, NOISE_STD (0 or NaN = no data) and optional MASK (1 = data).
 
@@ -143,6 +149,10 @@ def read_binned_shear(path: str | Path):
             if need not in names:
                 raise InputError(f"binned shear file '{path}' has no '{need}' image extension "
                                  f"(found: {', '.join(sorted(n for n in names if n != 'PRIMARY'))})")
+        for name in ("GAMMA1", "GAMMA2", "NOISE_STD", "MASK"):
+            hdu = hdul[name] if name in names else None
+            if hdu is not None and (not hdu.is_image or hdu.data is None or hdu.data.dtype.kind not in "biuf"):
+                raise InputError(f"binned shear file '{path}': extension {name} is not a numeric image")
         g1 = np.asarray(hdul["GAMMA1"].data, np.float64)
         g2 = np.asarray(hdul["GAMMA2"].data, np.float64)
         noise = np.asarray(hdul["NOISE_STD"].data, np.float64)
@@ -163,6 +173,7 @@ def read_binned_shear(path: str | Path):
     return grid, g1, g2, noise, good.astype(np.uint8)
 
 
+@reads("κ map")
 def read_kappa_image(path: str | Path, extname: str | None = None) -> tuple[FlatGrid, np.ndarray]:
     """A 2-D κ image with celestial WCS: the named extension, else KAPPA, else the first 2-D image."""
     path = str(path)
@@ -179,8 +190,9 @@ def read_kappa_image(path: str | Path, extname: str | None = None) -> tuple[Flat
                     break
             if hdu is None:
                 hdu = next((h for h in hdul if h.is_image and h.data is not None and h.data.ndim == 2), None)
-        if hdu is None or hdu.data is None or hdu.data.ndim != 2:
-            raise InputError(f"'{path}' holds no 2-D image (expected a κ map with a celestial WCS)")
+        if hdu is None or not hdu.is_image or hdu.data is None or hdu.data.ndim != 2 \
+                or hdu.data.dtype.kind not in "iuf":
+            raise InputError(f"'{path}' holds no 2-D numeric image (expected a κ map with a celestial WCS)")
         data = np.asarray(hdu.data, np.float32)
         wcs = WCS(hdu.header)
     if not wcs.has_celestial:

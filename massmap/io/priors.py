@@ -27,6 +27,7 @@ import h5py
 import jax.numpy as jnp
 import numpy as np
 
+from massmap.io.inputs import reason
 from massmap.io.output import InputError, atomic_path
 from massmap.prior.learned import HybridPrior, LearnedPrior, parameter_template
 from massmap.prior.unet import UNetSpec
@@ -34,6 +35,7 @@ from massmap.prior.unet import UNetSpec
 FORMAT = "massmap.score_prior"
 FORMAT_VERSION = 1
 JSON_ATTRS = ("architecture", "provenance", "training", "metrics")
+MAX_NPIX = 4096  # a training patch side beyond this is a damaged attribute, not a prior
 
 
 def spec_to_dict(spec: UNetSpec) -> dict:
@@ -113,8 +115,8 @@ def _read(path: Path):
             history = {n: np.asarray(f["history"][n][()]) for n in f["history"]} if "history" in f else {}
     except InputError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError) as err:
-        raise InputError(f"'{path}' is not a readable massmap prior ({str(err).splitlines()[0]})") from None
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError, MemoryError) as err:
+        raise InputError(f"'{path}' is not a readable massmap prior ({reason(err)})") from None
     return attrs, params, tables, history
 
 
@@ -140,15 +142,20 @@ def load_prior(path: str | Path) -> LearnedPrior:
         hybrid = bool(meta["hybrid"])
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"'{path}' is not a valid massmap prior (bad attribute: {err})") from None
+    if not (np.all(np.isfinite([pix, mean, std, smin, smax])) and pix > 0 and std > 0 and 0 < smin < smax
+            and 1 <= npix <= MAX_NPIX and 1 <= len(spec.channels) <= 8 and 1 <= spec.blocks_per_level <= 16
+            and all(1 <= c <= 4096 for c in spec.channels)):
+        raise InputError(f"'{path}' is not a valid massmap prior (attributes out of range: npix {npix}, pixel "
+                         f"{pix:g}, kappa_std {std:g}, sigma {smin:g}..{smax:g}, channels {list(spec.channels)})")
     if hybrid and set(tables) != {"cl_ell", "cl"}:
         raise InputError(f"'{path}' is not a valid massmap prior (hybrid prior without its C_ell table)")
     template = parameter_template(spec, npix)
     for module, leaves in template.items():
         for name, arr in leaves.items():
             got = params.get(module, {}).get(name)
-            if got is None or got.shape != arr.shape:
+            if got is None or got.shape != arr.shape or not np.all(np.isfinite(got)):
                 raise InputError(f"'{path}' is not a valid massmap prior (parameter {module}/{name} "
-                                 "missing or mis-shaped)")
+                                 "missing, mis-shaped or not finite)")
     params = {m: {n: jnp.asarray(params[m][n]) for n in template[m]} for m in template}
     meta["history"] = history
     meta["path"] = str(path)

@@ -12,6 +12,7 @@ from astropy.wcs import WCS
 from massmap.config import Config, ConfigError, load_config
 from massmap.geometry import FlatGrid, grid_from_wcs
 from massmap.io.catalog import COLUMN_ALIASES, open_fits
+from massmap.io.inputs import reads
 from massmap.io.maps import config_from_header, read_kappa_image
 from massmap.io.output import InputError
 
@@ -36,6 +37,7 @@ class Reconstruction:
         return all(k in self.images for k in ("GAMMA1", "GAMMA2", "NOISE_STD"))
 
 
+@reads("reconstruction")
 def read_reconstruction(path: str | Path) -> Reconstruction:
     """Read a reconstruction; one-line InputError if it is not one."""
     path = str(path)
@@ -101,6 +103,7 @@ def read_truth(path: str | Path, recon: Reconstruction) -> np.ndarray:
     return np.asarray(kappa, np.float64)
 
 
+@reads("positions file")
 def read_positions(path: str | Path, grid: FlatGrid) -> dict[str, np.ndarray]:
     """RA/Dec (and NAME/ID when present) of a FITS table; nearest pixel and whether it is on the grid."""
     path = str(path)
@@ -119,8 +122,12 @@ def read_positions(path: str | Path, grid: FlatGrid) -> dict[str, np.ndarray]:
             raise InputError(f"positions file '{path}' has no {role} column (tried {', '.join(aliases)}); "
                              f"available: {', '.join(hdu.columns.names)}")
 
-        ra = np.asarray(hdu.data[find("RA", COLUMN_ALIASES["ra"])], np.float64)
-        dec = np.asarray(hdu.data[find("Dec", COLUMN_ALIASES["dec"])], np.float64)
+        ra_col, dec_col = find("RA", COLUMN_ALIASES["ra"]), find("Dec", COLUMN_ALIASES["dec"])
+        for c in (ra_col, dec_col):
+            if np.asarray(hdu.data[c]).dtype.kind not in "iuf" or np.asarray(hdu.data[c]).ndim != 1:
+                raise InputError(f"positions file '{path}': column '{c}' must be a numeric scalar column")
+        ra = np.asarray(hdu.data[ra_col], np.float64)
+        dec = np.asarray(hdu.data[dec_col], np.float64)
         name_col = find(None, ("NAME", "ID", "OBJECT", "CLUSTER"))
         names = ([str(v).strip() for v in hdu.data[name_col]] if name_col
                  else [f"#{i}" for i in range(len(ra))])

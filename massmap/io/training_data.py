@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from massmap.io.inputs import reason
 from massmap.io.output import InputError
 
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -120,11 +121,14 @@ def read_input_maps(paths, input_pixel_size_arcmin: float | None = None) -> tupl
             if input_pixel_size_arcmin is None:
                 raise InputError(f"'{path}' carries no pixel scale: set prior.input_pixel_size_arcmin")
             try:
-                arr = np.load(path, allow_pickle=False)
-            except (ValueError, OSError) as err:
-                raise InputError(f"'{path}' is not a readable .npy array ({str(err).splitlines()[0]})") from None
+                arr = np.load(path, allow_pickle=False, mmap_mode="r")
+                if arr.dtype.kind not in "iuf":
+                    raise ValueError(f"dtype {arr.dtype} is not numeric")
+                arr = np.asarray(arr, np.float32)
+            except (ValueError, OSError, EOFError, MemoryError) as err:
+                raise InputError(f"'{path}' is not a readable .npy array of maps ({reason(err)})") from None
             pix = input_pixel_size_arcmin
-            arr = _stack(np.asarray(arr, np.float32), path)
+            arr = _stack(arr, path)
         for i, m in enumerate(arr):
             label = f"{path}[{i}]" if arr.shape[0] > 1 or kind in H5_SUFFIXES else str(path)
             if not np.all(np.isfinite(m)):

@@ -14,6 +14,7 @@ from massmap.cosmology import kappa_cl
 from massmap.errors import InputError
 from massmap.geometry import grid_from_catalog
 from massmap.io.catalog import read_catalog
+from massmap.io.inputs import read_text_table
 from massmap.io.maps import is_binned_shear, read_binned_shear
 from massmap.prior.gaussian import GaussianPrior
 
@@ -48,7 +49,10 @@ def load_flat_shear(path: str | Path, config: Config) -> tuple[BinnedShear, dict
         return BinnedShear(grid, g1, g2, noise, mask), {"input_kind": "binned shear map"}
     cat, sigma_e, info = read_shear_catalog(path, config)
     gc = config.grid
-    grid = grid_from_catalog(cat.ra, cat.dec, gc.pixel_size_arcmin, gc.center, gc.npix)
+    try:
+        grid = grid_from_catalog(cat.ra, cat.dec, gc.pixel_size_arcmin, gc.center, gc.npix)
+    except ValueError as err:
+        raise InputError(f"catalog '{path}': {err}; set grid.npix and grid.center, or use --geometry healpix") from None
     binned = bin_shear(cat, grid, sigma_e)
     if not binned.mask.any():
         raise InputError(f"catalog '{path}': no galaxy falls on the map grid (check grid.center and grid.npix)")
@@ -57,18 +61,10 @@ def load_flat_shear(path: str | Path, config: Config) -> tuple[BinnedShear, dict
 
 
 def read_cl_file(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Two columns (ℓ, C_ℓ) from a text file."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"C_ell file '{path}' (wiener.cl_file) does not exist")
-    try:
-        data = np.loadtxt(p, ndmin=2)
-    except ValueError:
-        raise InputError(f"C_ell file '{path}' must hold two numeric columns (ell, C_ell)") from None
-    if data.shape[1] < 2 or data.shape[0] < 2:
-        raise InputError(f"C_ell file '{path}' must hold at least two rows of two columns (ell, C_ell)")
+    """Two columns (ℓ, C_ℓ) from a text file (one-line InputError naming the file for a damaged one)."""
+    data = read_text_table(path, "C_ell file", ("ell", "C_ell"), key="wiener.cl_file")
     ell, cl = data[:, 0], data[:, 1]
-    if not np.all(np.isfinite(data[:, :2])) or np.sum((ell > 0) & (cl > 0)) < 2:
+    if np.sum((ell > 0) & (cl > 0)) < 2:
         raise InputError(f"C_ell file '{path}' needs finite values and at least two rows with ell > 0, C_ell > 0")
     return ell, cl
 

@@ -25,6 +25,10 @@ def load_kappa(path: str | Path, config: Config, index: int | None) -> tuple[Fla
 
         maps, meta = read_maps(p, index=index)
         kappa = np.asarray(maps, np.float32)
+        if not np.all(np.isfinite(kappa)):
+            raise InputError(f"map {index} of map set '{p}' holds NaN or inf values")
+        if not (isinstance(meta.get("pixel_size_arcmin"), (int, float)) and meta["pixel_size_arcmin"] > 0):
+            raise InputError(f"map set '{p}' has no valid 'pixel_size_arcmin' attribute")
         center = config.grid.center if config.grid.center is not None else (0.0, 0.0)
         grid = FlatGrid(float(center[0]) % 360.0, float(center[1]), float(meta["pixel_size_arcmin"]),
                         kappa.shape[0], kappa.shape[1])
@@ -51,8 +55,8 @@ def run_mock_catalog(config: Config, kappa_path: str | Path, output: str | Path,
     prov = provenance(config, "mock-catalog", inputs)
     cols = {"RA": ra, "DEC": dec, "E1": np.asarray(e1, np.float32), "E2": np.asarray(e2, np.float32),
             "WEIGHT": np.ones(n_gal, np.float32)}
-    write_catalog(out, cols, provenance_header(prov))
-    write_config_sidecar(out, config)
     if truth is not None:
         write_maps(truth, grid, {"KAPPA": kappa}, prov)
+    write_config_sidecar(out, config)
+    write_catalog(out, cols, provenance_header(prov))  # last: once the catalog exists, everything is written
     return {"output": str(out), "truth": str(truth) if truth else None, "n_galaxies": n_gal, "grid": grid}

@@ -8,10 +8,11 @@ Kinds: ``grf`` (Gaussian, exactly the Limber C_ℓ of the cosmology and n(z) on 
 The config edge of the simulations: the ``cosmology``, ``sources`` and ``simulate.pm`` sections become
 the parameter records the numerics take here, and their ValueErrors ConfigErrors naming the YAML keys.
 
-Files: a fresh run writes ``OUT.part`` and renames it to ``OUT`` when all maps are done; an
-interrupted run leaves ``OUT.part`` holding its finished maps, which ``resume=True`` continues.
-Resuming a finished ``OUT`` (e.g. with a larger ``simulate.n_maps``) appends to it in place; a map is
-counted (attribute ``n_done``) only after it is flushed to disk.
+Files: a run writes ``OUT.part`` and renames it to ``OUT`` when all maps are done, after the
+preview and the config sidecar, so an existing ``OUT`` is always complete. An interrupted run (Ctrl-C,
+SIGTERM, SIGKILL, a full disk) leaves ``OUT.part`` holding its finished maps, which ``resume=True``
+continues; a map is counted (attribute ``n_done``) only after it is flushed to disk. Resuming a
+finished ``OUT`` (e.g. with a larger ``simulate.n_maps``) continues a copy of it in ``OUT.part``.
 
 Several devices or processes (massmap.parallel) share the maps by index: massmap.pipeline.simulate_parallel.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -32,7 +34,8 @@ from massmap.config.pm import pm_params_of
 from massmap.cosmology import Cosmology, SourceRedshifts, kappa_cl, source_redshift_weights
 from massmap.io.datasets import MapSetWriter, read_maps, read_metadata
 from massmap.io.nz import read_nz_file
-from massmap.io.output import InputError, provenance, write_config_sidecar
+from massmap.io.output import InputError, atomic_path, provenance, write_config_sidecar, writing
+from massmap.io.space import ensure_space
 from massmap.pipeline.simulate_parallel import generate_maps, simulate_distributed
 from massmap.plots.training import write_preview
 
@@ -230,10 +233,17 @@ def _plan(output: Path, overwrite: bool, resume: bool, config) -> tuple[Path, bo
         raise InputError(f"output folder '{output.parent}' does not exist")
     part = partial_path(output)
     if resume:
-        for candidate in (output, part):
-            if candidate.exists():
-                check_resumable(candidate, config)
-                return candidate, True
+        if part.exists():  # an interrupted run (fresh, or adding maps to a finished set)
+            check_resumable(part, config)
+            return part, True
+        if output.exists():  # add maps to a finished set: continue a copy, so OUT stays complete
+            n_done = check_resumable(output, config)
+            if n_done > config.simulate.n_maps:
+                raise InputError(f"map set '{output}' already holds {n_done} maps, more than "
+                                 f"simulate.n_maps={config.simulate.n_maps}")
+            with atomic_path(part, keep=True) as tmp:
+                shutil.copyfile(output, tmp)
+            return part, True
         return part, False
     if output.exists() and not overwrite:
         raise InputError(f"output '{output}' exists; pass --overwrite to replace it or --resume to continue it")
@@ -290,26 +300,42 @@ def run_simulate(config, output: str | Path, overwrite: bool = False, resume: bo
             steps.total, steps.n = total, done
             steps.refresh()
 
-    with MapSetWriter(target, sim.n_maps, sim.npix, attrs, tables, append=append) as writer:
-        start = writer.n_done
-        bar.update(start)
-        try:
-            for i, kappa in generate_maps(sampler, config.seed, range(start, sim.n_maps), step_progress):
-                writer.write_map(i, kappa)
-                bar.update(1)
+    done = [0]  # maps on disk in `target`, for the messages below
+
+    def kept(what: str) -> str:
+        return (f"{what} after {done[0]} of {sim.n_maps} maps; '{target}' keeps them; rerun with --resume "
+                "to continue")
+
+    try:
+        with writing(target):  # room for the maps still to come, or a one-line error before any file
+            done[0] = read_metadata(target)["n_done"] if append else 0
+            ensure_space(target, (sim.n_maps - done[0]) * sim.npix**2 * 4)
+        with writing(target), MapSetWriter(target, sim.n_maps, sim.npix, attrs, tables, append=append) as writer:
+            start = done[0] = writer.n_done
+            bar.update(start)
+            try:
+                for i, kappa in generate_maps(sampler, config.seed, range(start, sim.n_maps), step_progress):
+                    writer.write_map(i, kappa)
+                    done[0] = writer.n_done
+                    bar.update(1)
+                    if steps is not None:
+                        steps.reset(total=sampler.n_steps)
+            finally:
+                bar.close()
                 if steps is not None:
-                    steps.reset(total=sampler.n_steps)
-        except KeyboardInterrupt:
-            bar.close()
-            raise Interrupted(f"interrupted after {writer.n_done} of {sim.n_maps} maps; '{target}' keeps "
-                              "them; rerun with --resume to continue") from None
-        finally:
-            bar.close()
-            if steps is not None:
-                steps.close()
-        writer.set_attrs(complete=True)
-        first = np.asarray(writer.file["kappa"][: min(sim.n_maps, 64)])
-    if target != output:
-        os.replace(target, output)
-    finish(output, first)
+                    steps.close()
+            writer.set_attrs(complete=True)
+            first = np.asarray(writer.file["kappa"][: min(sim.n_maps, 64)])
+        # the files beside OUT first and OUT last: once OUT exists, everything is written
+        finish(output, first)
+        with writing(output):
+            os.replace(target, output)
+    except KeyboardInterrupt:
+        if not target.exists():
+            raise
+        raise Interrupted(kept("interrupted")) from None
+    except InputError as err:
+        if not target.exists() or done[0] == 0:
+            raise
+        raise InputError(f"{err}; {kept('stopped')}") from None
     return output

@@ -23,7 +23,7 @@ import numpy as np
 
 from massmap.config import Config
 from massmap.io.maps import config_from_header, write_maps
-from massmap.io.output import InputError, provenance, write_config_sidecar
+from massmap.io.output import InputError, provenance, write_config_sidecar, writing
 from massmap.io.reconstruction import (METHOD_EXTS, Reconstruction, read_positions, read_reconstruction,
                                        read_truth, recorded_config)
 from massmap.pipeline.noise import noise_statistics
@@ -136,17 +136,19 @@ def check_output_dir(output_dir: str | Path, overwrite: bool) -> Path:
 def atomic_dir(out: Path):
     """Yield a temporary sibling folder; on success it replaces ``out``, otherwise it is removed."""
     target = out.resolve()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    with writing(out):  # a read-only or full file system: one line naming the output folder
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     old = None
     try:
         yield tmp
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, old)
-        os.replace(tmp, target)
+        with writing(out):
+            os.chmod(tmp, 0o777 & ~umask)
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+                os.replace(target, old)
+            os.replace(tmp, target)
     finally:
         for p in (tmp, old):
             if p is not None and p.exists():

@@ -20,11 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from massmap import parallel
+from massmap import interrupts, parallel
 from massmap.config import ConfigError, dump_yaml, to_dict
 from massmap.config.prior import training_sigma_range
 from massmap.io.checkpoints import checkpoint_paths, load_checkpoint, save_checkpoint
-from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
+from massmap.io.output import InputError, check_output, provenance, write_config_sidecar, writing
+from massmap.io.space import ensure_space, hdf5_writes
 from massmap.io.priors import write_prior
 from massmap.io.training_data import load_training_data, stack_regions
 from massmap.plots.training import write_denoise_plot, write_loss_plot
@@ -85,6 +86,7 @@ def _stop_requests():
         return
 
     def handler(signum, frame):
+        interrupts.note(signum)  # the CLI exits with 128 + this signal
         if request["signal"] is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         request["signal"] = signal.Signals(signum).name
@@ -281,10 +283,7 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
             "n_params": int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params)))}
     prov = provenance(config, "train-prior", {"data": data_args})
     hist_out = {"train_step": np.arange(1, len(losses) + 1), **current_history()}
-    write_prior(output, params, export_spec.unet, pixel_size_arcmin=data.pixel_size_arcmin, npix=pc.npix,
-                sigma_min=sigma_min, sigma_max=sigma_max, sigma_distribution=pc.sigma_distribution,
-                kappa_mean=mean, kappa_std=std, cl_table=cl_table, history=hist_out,
-                info={"architecture": arch, "provenance": prov, "training": training, "metrics": metrics})
+    # the files beside the prior first and the prior last: once PRIOR.h5 exists, everything is written
     write_config_sidecar(output, config)
     plot = write_loss_plot(loss_plot_path(output), hist_out, sig_k, per_map, white, output.name)
     # Tweedie denoising of one validation patch at σ = 0.3, 1, 3 τ: y + σ² s = y + σ r (normalised units)
@@ -294,6 +293,12 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
     denoised = noisy + demo_sigma[:, None, None] * residual_apply(params, noisy, demo_sigma, mode_var, export_spec)
     write_denoise_plot(denoise_plot_path(output), *(np.asarray(a) * std + mean for a in (noisy, denoised, truth)),
                        list(np.asarray(demo_sigma) * std), output.name)
+    with writing(output), hdf5_writes(output):  # HDF5 must not meet a full disk: check the room first
+        ensure_space(output, 2 * sum(np.asarray(v).nbytes for v in jax.tree_util.tree_leaves(params)))
+        write_prior(output, params, export_spec.unet, pixel_size_arcmin=data.pixel_size_arcmin, npix=pc.npix,
+                    sigma_min=sigma_min, sigma_max=sigma_max, sigma_distribution=pc.sigma_distribution,
+                    kappa_mean=mean, kappa_std=std, cl_table=cl_table, history=hist_out,
+                    info={"architecture": arch, "provenance": prov, "training": training, "metrics": metrics})
     for p in (ckpt, prev_ckpt):
         if p.exists():
             p.unlink()
