@@ -46,7 +46,7 @@ def test_undamaged_seed_files_are_accepted(seeds, tmp_path):
     import jax
 
     from massmap.config import load_config
-    from massmap.cosmology import read_nz_file
+    from massmap.io.nz import read_nz_file
     from massmap.io.checkpoints import load_checkpoint
     from massmap.io.priors import load_prior
     from massmap.io.training_data import read_input_maps

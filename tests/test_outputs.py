@@ -123,7 +123,7 @@ def test_disk_filled_during_simulate_keeps_a_resumable_part(tmp_path):
 
     from massmap.config import load_config
     from massmap.io.datasets import read_maps
-    from massmap.pipeline.simulate import simulate_map
+    from massmap.pipeline.map_samplers import simulate_map
 
     n = 3000
     args = ["simulate", "--quiet", *sets("simulate.npix=16", f"simulate.n_maps={n}", "simulate.nonlinear=false")]

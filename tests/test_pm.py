@@ -13,7 +13,7 @@ from massmap.config.simulate import SimulateConfig
 from massmap.cosmology import (comoving_distance, growth_factors, growth_force_factor, growth_momentum_factor,
                                hubble_e, jc_cosmology, kappa_cl, redshift_distribution)
 from massmap.ops.spectra import cl_on_grid, ell_grid, pixel_area_sr
-from massmap.pipeline.simulate import pm_geometry
+from massmap.pipeline.map_samplers import pm_geometry
 from massmap.sim import lightcone, lpt, pm
 from massmap.sim.integrate import kdk_factors, pm_integrator
 from massmap.sim.raytrace import GeometryError, check_geometry, initial_conditions, pgd_amplitude, pm_kappa_map

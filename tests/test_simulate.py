@@ -17,7 +17,8 @@ from massmap.io.datasets import read_maps, read_metadata
 from massmap.io.output import InputError
 from massmap.ops import spectra
 from massmap.pipeline import simulate as sim_pipeline
-from massmap.pipeline.simulate import default_lognormal_shift, make_sampler, run_simulate, simulate_map
+from massmap.pipeline.map_samplers import default_lognormal_shift, make_sampler, simulate_map
+from massmap.pipeline.simulate import run_simulate
 from massmap.sim.lognormal import hilbert11_shift, lognormal_spectrum, shifted_lognormal_skewness
 
 NPIX, PIX = 32, 2.0

@@ -138,6 +138,13 @@ def _fail(message: str, status: int) -> None:
     sys.exit(status)
 
 
+def _writes_shared_outputs() -> bool:
+    """False in the processes other than 0 of a jax.distributed run, which lock no shared output."""
+    import jax
+
+    return not jax.distributed.is_initialized() or jax.process_index() == 0
+
+
 def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else err.__class__.__name__
 
@@ -159,7 +166,8 @@ def user_errors(f):
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
-        outputs = [kwargs[k] for k in OUTPUT_OPTIONS if kwargs.get(k)]
+        # under jax.distributed only process 0 writes the shared outputs (the others their own parts)
+        outputs = [kwargs[k] for k in OUTPUT_OPTIONS if kwargs.get(k)] if _writes_shared_outputs() else []
         committed: list = []
         try:
             with output_transaction() as committed, output_lock(outputs):

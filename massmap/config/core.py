@@ -64,7 +64,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = get_args(tp)
         if isinstance(value, str):
             value = [v for v in value.replace(",", " ").split()]
-            value = [yaml.safe_load(v) for v in value]
+            try:
+                value = [yaml.safe_load(v) for v in value]
+            except yaml.YAMLError:
+                raise ConfigError(f"config key '{key}': expected a list {_type_name(tp)}, got {value!r}") from None
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}': expected a list {_type_name(tp)}, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:

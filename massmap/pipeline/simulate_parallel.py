@@ -1,6 +1,6 @@
 """``massmap simulate`` over several devices and processes: maps are independent, split by index.
 
-Map i always uses the key fold_in(PRNGKey(seed), i) (massmap.pipeline.simulate.map_key), so where it is
+Map i always uses the key fold_in(PRNGKey(seed), i) (massmap.pipeline.map_samplers.map_key), so where it is
 made changes nothing but float rounding:
 
 * several local devices (massmap.parallel): GRF and lognormal maps are made in batches of one map per
@@ -30,7 +30,7 @@ from massmap.io.output import InputError
 
 
 def _keys(seed: int, indices: list[int]):
-    from massmap.pipeline.simulate import map_key
+    from massmap.pipeline.map_samplers import map_key
 
     return np.stack([np.asarray(map_key(seed, i)) for i in indices])
 
@@ -47,7 +47,7 @@ def generate_maps(sampler, seed: int, indices: Iterable[int],
     indices = list(indices)
     n_dev = parallel.device_count(local=True)
     if n_dev == 1 or len(indices) <= 1:
-        from massmap.pipeline.simulate import map_key
+        from massmap.pipeline.map_samplers import map_key
 
         for i in indices:
             yield i, sampler.sample(map_key(seed, i), step_progress)
@@ -65,7 +65,7 @@ def generate_maps(sampler, seed: int, indices: Iterable[int],
 
         def one(slot_index):
             slot, i = slot_index
-            from massmap.pipeline.simulate import map_key
+            from massmap.pipeline.map_samplers import map_key
 
             with jax.default_device(devices[slot]):
                 return sampler.sample(map_key(seed, i), None)
