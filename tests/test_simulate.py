@@ -16,7 +16,8 @@ from massmap.cosmology import kappa_cl
 from massmap.io.datasets import read_maps, read_metadata
 from massmap.io.output import InputError
 from massmap.ops import spectra
-from massmap.pipeline import simulate as sim_pipeline
+from massmap.pipeline import map_samplers as sim_pipeline
+from massmap.pipeline import simulate as sim_run
 from massmap.pipeline.map_samplers import default_lognormal_shift, make_sampler, simulate_map
 from massmap.pipeline.simulate import run_simulate
 from massmap.sim.lognormal import hilbert11_shift, lognormal_spectrum, shifted_lognormal_skewness
@@ -200,8 +201,8 @@ def test_interrupted_run_keeps_finished_maps(tmp_path, monkeypatch):
 
         return sampler._replace(sample=sample)
 
-    monkeypatch.setattr(sim_pipeline, "make_sampler", interrupted_after_3)
-    with pytest.raises(sim_pipeline.Interrupted, match="after 3 of 5"):
+    monkeypatch.setattr(sim_run, "make_sampler", interrupted_after_3)
+    with pytest.raises(sim_run.Interrupted, match="after 3 of 5"):
         run_simulate(cfg, out, progress=False)
     part = tmp_path / "cut.h5.part"
     assert not out.exists() and part.exists()
