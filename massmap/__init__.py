@@ -17,41 +17,48 @@ import importlib
 
 __version__ = "0.1.0"
 
-# public name → the module that defines it
-_EXPORTS = {
+# the module that defines them → public names (grouped by topic)
+_MODULES = {
     # configuration
-    "load_config": "massmap.config", "Config": "massmap.config",
+    "massmap.config": ("load_config", "Config"),
     # errors
-    "InputError": "massmap.errors", "ConfigError": "massmap.errors", "SamplingError": "massmap.errors",
+    "massmap.errors": ("InputError", "ConfigError", "SamplingError"),
     # catalogs, grids and binning
-    "read_catalog": "massmap.io.catalog", "ShearCatalog": "massmap.binning", "BinnedShear": "massmap.binning",
-    "HealpixShear": "massmap.binning", "bin_shear": "massmap.binning", "bin_shear_healpix": "massmap.binning",
-    "estimate_sigma_e": "massmap.binning", "FlatGrid": "massmap.geometry", "grid_from_catalog": "massmap.geometry",
-    "read_binned_shear": "massmap.io.maps", "read_kappa_image": "massmap.io.maps",
+    "massmap.io.catalog": ("read_catalog",),
+    "massmap.binning": ("ShearCatalog", "BinnedShear", "HealpixShear", "bin_shear", "bin_shear_healpix",
+                        "estimate_sigma_e"),
+    "massmap.geometry": ("FlatGrid", "grid_from_catalog"),
+    "massmap.io.maps": ("read_binned_shear", "read_kappa_image"),
     # linear methods and spectra
-    "kaiser_squires": "massmap.ops.shear", "kappa_to_shear": "massmap.ops.shear",
-    "wiener_fourier": "massmap.ops.wiener", "wiener_cg": "massmap.ops.wiener",
+    "massmap.ops.shear": ("kaiser_squires", "kappa_to_shear"),
+    "massmap.ops.wiener": ("wiener_fourier", "wiener_cg"),
     # cosmology: parameter records, their resolution from config, the Limber C_ℓ
-    "Cosmology": "massmap.cosmology", "SourceRedshifts": "massmap.cosmology", "kappa_cl": "massmap.cosmology",
-    "cosmology_of": "massmap.config.physics", "sources_of": "massmap.config.physics",
-    "compute_maps": "massmap.pipeline.reconstruct", "signal_prior": "massmap.pipeline.inputs",
+    "massmap.cosmology": ("Cosmology", "SourceRedshifts", "kappa_cl"),
+    "massmap.config.physics": ("cosmology_of", "sources_of"),
+    "massmap.pipeline.inputs": ("signal_prior",),
     # priors
-    "Prior": "massmap.prior.base", "GaussianPrior": "massmap.prior.gaussian", "LearnedPrior": "massmap.prior.learned",
-    "HybridPrior": "massmap.prior.learned", "load_prior": "massmap.io.priors", "resolve_prior": "massmap.pipeline.posterior",
+    "massmap.prior.base": ("Prior",),
+    "massmap.prior.gaussian": ("GaussianPrior",),
+    "massmap.prior.learned": ("LearnedPrior", "HybridPrior"),
+    "massmap.io.priors": ("load_prior",),
     # the posterior
-    "posterior_maps": "massmap.pipeline.posterior", "PosteriorRun": "massmap.pipeline.posterior",
-    "sample_posterior": "massmap.infer.sampler", "SamplerSettings": "massmap.infer.sampler",
-    "PosteriorSamples": "massmap.infer.sampler", "SamplerInfo": "massmap.infer.sampler",
-    "map_estimate": "massmap.infer.map", "MapSettings": "massmap.infer.map", "MapEstimate": "massmap.infer.map",
-    "pad_shear": "massmap.infer.likelihood",
+    "massmap.pipeline.posterior": ("resolve_prior", "posterior_maps", "PosteriorRun"),
+    "massmap.infer.sampler": ("sample_posterior", "SamplerSettings", "PosteriorSamples", "SamplerInfo"),
+    "massmap.infer.map": ("map_estimate", "MapSettings", "MapEstimate"),
+    "massmap.infer.likelihood": ("pad_shear",),
     # statistics
-    "power_spectrum": "massmap.ops.spectra", "find_peaks": "massmap.summarize.stats",
-    "pearson_r": "massmap.summarize.stats", "rmse": "massmap.summarize.stats", "coverage": "massmap.summarize.stats",
+    "massmap.ops.spectra": ("power_spectrum",),
+    "massmap.summarize.stats": ("find_peaks", "pearson_r", "rmse", "coverage"),
     # the commands (what `massmap COMMAND` runs)
-    "run_simulate": "massmap.pipeline.simulate", "run_mock_catalog": "massmap.pipeline.mock",
-    "run_train_prior": "massmap.pipeline.train_prior", "run_reconstruct": "massmap.pipeline.reconstruct",
-    "run_reconstruct_healpix": "massmap.pipeline.reconstruct_healpix", "run_summarize": "massmap.pipeline.summarize",
+    "massmap.pipeline.simulate": ("run_simulate",),
+    "massmap.pipeline.mock": ("run_mock_catalog",),
+    "massmap.pipeline.train_prior": ("run_train_prior",),
+    "massmap.pipeline.reconstruct": ("compute_maps", "run_reconstruct"),
+    "massmap.pipeline.reconstruct_healpix": ("run_reconstruct_healpix",),
+    "massmap.pipeline.summarize": ("run_summarize",),
+    "massmap.pipeline.tiles": ("plan_survey", "run_survey_tile", "merge_survey"),
 }
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

@@ -205,11 +205,9 @@ def _set_nested(tree: dict, path: list[str], value: Any, cls: type) -> None:
 
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML config file into a dict, with one-line errors."""
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"config file '{p}' does not exist")
-    if p.is_dir():
-        raise ConfigError(f"config file '{p}' is a directory, not a file")
+    from massmap.paths import existing_file
+
+    p = existing_file(path, "config file", ConfigError)
     try:
         data = yaml.safe_load(p.read_bytes().decode("utf-8"))
     except OSError as err:

@@ -23,6 +23,7 @@ import yaml
 
 from massmap.io.inputs import reads
 from massmap.io.output import InputError
+from massmap.paths import existing_file
 from massmap.io.space import ensure_space, hdf5_writes
 
 FORMAT = "massmap.kappa_maps"
@@ -144,11 +145,7 @@ class MapSetWriter:
 
 def _open_map_set(path: str | Path):
     h5py = _h5py()
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"map set '{p}' does not exist")
-    if p.is_dir():
-        raise InputError(f"map set '{p}' is a directory")
+    p = existing_file(path, "map set")
     try:
         f = h5py.File(p, "r")
     except OSError as err:

@@ -25,6 +25,8 @@ LABEL_COLORS = {**{LABELS[m]: c for m, c in COLORS.items()}, "posterior samples"
 
 
 def _save(fig, path: Path, dpi: int) -> str:
+    """Lay the figure out, write it atomically as PNG, close it; returns the file name."""
+    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
@@ -79,7 +81,6 @@ def plot_map_panels(path: Path, grid: FlatGrid, panels: list[tuple[str, np.ndarr
         cb.set_label(cbar_label)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     return _save(fig, path, dpi)
 
 
@@ -134,7 +135,6 @@ def plot_spectra(path: Path, spectra: dict, null: dict | None, dpi: int = 90) ->
         ax.set(xlabel=r"$\chi^2_B$", ylabel="count",
                title=f"B-mode χ²/dof = {null['chi2']:.1f}/{null['dof']}, p = {null['p_value_empirical']:.3f}")
         ax.legend(fontsize=7)
-    fig.tight_layout()
     return _save(fig, path, dpi)
 
 
@@ -158,7 +158,6 @@ def plot_truth_spectra(path: Path, spectra: dict, dpi: int = 90) -> str:
     for a in (a1, a2):
         a.legend(fontsize=7)
         _log_ell_axis(a)
-    fig.tight_layout()
     return _save(fig, path, dpi)
 
 
@@ -179,7 +178,6 @@ def plot_calibration(path: Path, calib: dict, z: np.ndarray, nbins: int, dpi: in
     a2.set(xlabel=r"$z = (\kappa_{\rm true} - \bar\kappa) / \sigma$", ylabel="density",
            title=f"z-scores: mean {np.mean(z):+.2f}, std {np.std(z):.2f}")
     a2.legend(fontsize=8)
-    fig.tight_layout()
     return _save(fig, path, dpi)
 
 
@@ -231,7 +229,6 @@ def plot_sample_statistics(path: Path, st: dict, dpi: int = 90) -> str:
         a3.set_ylim(0.5 * positive.min(), 2 * positive.max())
     a3.set(xlabel="κ", ylabel="density", title=f"one-point PDF ({pdf['n_pixels']} pixels with data)")
     a3.legend(fontsize=7)
-    fig.tight_layout()
     return _save(fig, path, dpi)
 
 
@@ -264,7 +261,6 @@ def plot_pixel_histograms(path: Path, pixels: list[tuple[str, int, int]], sample
     ax.legend(fontsize=6)
     for ax in axes[n:]:
         ax.set_visible(False)
-    fig.tight_layout()
     return _save(fig, path, dpi)
 
 

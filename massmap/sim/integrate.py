@@ -90,11 +90,17 @@ def pm_integrator(mesh: int, box_size: float, omega_m: float, n_comp: int = 2, d
 
     @partial(jax.jit, donate_argnums=(0,) if donate else ())
     def step(state: PMState, f: StepFactors):
-        p = state.momenta + state.accelerations * f.kick1
-        x = jnp.mod(state.positions + p * f.drift, box_size)
-        acc, delta = accelerations(x)
-        p = p + acc * f.kick2
-        new = PMState(x, p, acc, jnp.asarray(f.a_next, jnp.float32))
-        return new, PMInfo(new.a, delta)
+        return kdk_step(state, f, accelerations, box_size)
 
     return Integrator(init, step)
+
+
+def kdk_step(state: PMState, f: StepFactors, accelerations, box_size: float) -> tuple[PMState, PMInfo]:
+    """One kick-drift-kick step: half kick with the cached accelerations, drift (periodic wrap), new
+    accelerations ``accelerations(x) -> (a, δ)``, half kick (shared by the single-device and sharded PM)."""
+    p = state.momenta + state.accelerations * f.kick1
+    x = jnp.mod(state.positions + p * f.drift, box_size)
+    acc, delta = accelerations(x)
+    p = p + acc * f.kick2
+    new = PMState(x, p, acc, jnp.asarray(f.a_next, jnp.float32))
+    return new, PMInfo(new.a, delta)

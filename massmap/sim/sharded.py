@@ -33,7 +33,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from massmap import parallel
-from massmap.sim.integrate import Integrator, PMInfo, PMState, StepFactors
+from massmap.sim.integrate import Integrator, PMInfo, PMState, StepFactors, kdk_step
 from massmap.sim.pm import _cic_corners, acceleration_mesh, cic_window, nyquist_mask, rfft_wavevectors
 
 FFTS = ("slab", "xla", "jaxdecomp")
@@ -220,12 +220,6 @@ def sharded_pm_integrator(mesh: int, box_size: float, omega_m: float, n_comp: in
 
     @partial(jax.jit, donate_argnums=(0,) if donate else (), out_shardings=(state_sharding, PMInfo(whole, split)))
     def step(state: PMState, f: StepFactors):
-        # the KDK step of massmap.sim.integrate.pm_integrator, with the split accelerations
-        p = state.momenta + state.accelerations * f.kick1
-        x = jnp.mod(state.positions + p * f.drift, box_size)
-        acc, delta = accelerations(x)
-        p = p + acc * f.kick2
-        new = PMState(x, p, acc, jnp.asarray(f.a_next, jnp.float32))
-        return new, PMInfo(new.a, delta)
+        return kdk_step(state, f, accelerations, box_size)  # the single-device step, split accelerations
 
     return Integrator(init, step)

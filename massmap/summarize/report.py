@@ -97,6 +97,13 @@ def _bin(lo: Any, hi: Any) -> str:
     return f"[{_fmt(lo)}, {_fmt(hi)})"
 
 
+def _counts_table(label: str, edges, d: dict) -> str:
+    """Per bin: the truth's value and the samples' mean and std (peak counts or PDF)."""
+    return _table([label, "truth", "samples mean", "samples std"],
+                  [[_bin(edges[i], edges[i + 1]), d["truth"][i], d["samples_mean"][i], d["samples_std"][i]]
+                   for i in range(len(d["truth"]))])
+
+
 def _sample_statistics_html(st: dict[str, Any]) -> str:
     """Tables of massmap.summarize.samples.sample_statistics: C_ℓ ratio per band, peak counts per S/N bin,
     one-point PDF per κ bin (truth vs the samples' mean ± std)."""
@@ -111,18 +118,12 @@ def _sample_statistics_html(st: dict[str, Any]) -> str:
                   [[_bin(e[i], e[i + 1]), ps["ell"][i], ps["cl_truth"][i], ps["ratio"][i], ps["ratio_std"][i],
                     ps["ratio_error"][i], ps["bins_compared"][i]] for i in range(len(ps["ell"]))])]
     if pk:
-        e = pk["snr_edges"]
         out.append(f"<p>Peak counts of map / σ (σ: {html.escape(str(pk.get('sigma')))}): truth {pk['truth_total']} "
                    f"peaks in the bins, samples {_fmt(pk['samples_total_mean'])} on average.</p>")
-        out.append(_table(["S/N bin", "truth", "samples mean", "samples std"],
-                          [[_bin(e[i], e[i + 1]), pk["truth"][i], pk["samples_mean"][i], pk["samples_std"][i]]
-                           for i in range(len(pk["truth"]))]))
-    e = pdf["kappa_edges"]
+        out.append(_counts_table("S/N bin", pk["snr_edges"], pk))
     out.append(f"<p>One-point PDF of κ in the {pdf['n_pixels']} pixels with data (density per unit κ); sample "
                f"pixels outside the bins: {_fmt(pdf['samples_below'])} below, {_fmt(pdf['samples_above'])} above.</p>")
-    out.append(_table(["κ bin", "truth", "samples mean", "samples std"],
-                      [[_bin(e[i], e[i + 1]), pdf["truth"][i], pdf["samples_mean"][i], pdf["samples_std"][i]]
-                       for i in range(len(pdf["truth"]))]))
+    out.append(_counts_table("κ bin", pdf["kappa_edges"], pdf))
     return "".join(out)
 
 
