@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test bench bench-tiles bench-scale clean experiment default-prior prior slurm
+.PHONY: venv demo test bench bench-tiles bench-scale clean experiment default-prior prior slurm submit-tiles \
+	submit-multi-node submit-multi-gpu
 
 venv: $(STAMP)
 
@@ -87,6 +88,22 @@ test: $(STAMP)
 # A local single-node SLURM to try `massmap tiles submit` on (root; Debian packages).
 slurm:
 	bash tests/slurm/setup.sh
+
+# Submitting to SLURM (docs/cluster.md):
+#   make submit-tiles RUN=run/ OUT=survey.fits [PARALLEL=64]           job array over the tiles + merge
+#   make submit-multi-node COMMAND="simulate -o maps.h5 --config c.yaml" NODES=2 TASKS=4
+#   make submit-multi-gpu COMMAND="train-prior maps.h5 -o prior.h5 --config p.yaml" GPUS=4
+PARALLEL ?= 64
+NODES    ?= 1
+TASKS    ?= 1
+GPUS     ?= 1
+submit-tiles: $(STAMP)
+	$(MM) tiles submit $(RUN) -o $(OUT) --parallel $(PARALLEL) --templates configs/slurm
+submit-multi-node: $(STAMP)
+	$(MM) submit configs/slurm/multi-node.sbatch --field nodes=$(NODES) --field tasks_per_node=$(TASKS) \
+	    --field command="$(COMMAND)"
+submit-multi-gpu: $(STAMP)
+	$(MM) submit configs/slurm/multi-gpu.sbatch --field gpus=$(GPUS) --field command="$(COMMAND)"
 
 # The shipped default score prior (massmap/data/priors/default.h5), from the project's own simulations.
 prior: default-prior

@@ -258,14 +258,20 @@ def _other_architecture_checkpoint(path, seeds):
     save_checkpoint(path, state, {"train_loss": np.zeros(0)}, "seed: 0\n", [str(seeds["maps"])])
 
 
-def _flip_checkpoint_bytes(path, seeds):
-    shutil.copyfile(seeds["checkpoint"], path)
+def flip_largest_param_bytes(path: Path) -> None:
+    """Invert, in place, the stored bytes of the largest array in the file's ``params`` group (a prior or
+    a checkpoint): the file still opens, but that array's checksum no longer matches."""
     with h5py.File(path, "r") as f:
         ds = max((f["params"][n] for n in f["params"]), key=lambda d: d.size)
         offset, nbytes = ds.id.get_offset(), ds.id.get_storage_size()
     raw = bytearray(path.read_bytes())
     raw[offset:offset + nbytes] = bytes(b ^ 0xFF for b in raw[offset:offset + nbytes])
     path.write_bytes(bytes(raw))
+
+
+def _flip_checkpoint_bytes(path, seeds):
+    shutil.copyfile(seeds["checkpoint"], path)
+    flip_largest_param_bytes(path)
 
 
 def _prior_param(edit):

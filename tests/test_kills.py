@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -35,6 +36,14 @@ N_SAMPLES, N_LEVELS = 8, 12  # posterior: one chain per chunk, so that samples a
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     return cli_env(tmp_path_factory.mktemp("jax-cache"))
+
+
+def reference_run(tmp_path_factory, env, folder: str, name: str, argv) -> Path:
+    """Run the command ``argv(out)`` uninterrupted to the end, ``out`` being ``name`` in a fresh folder; out."""
+    out = tmp_path_factory.mktemp(folder) / name
+    r = run(argv(out), env)
+    assert r.proc.returncode == 0, r.stderr
+    return out
 
 
 def stop(r: Run, how: str) -> int:
@@ -76,9 +85,7 @@ def no_partial_output(folder, name: str, killed: bool) -> None:
 
 @pytest.fixture(scope="module")
 def sim_reference(tmp_path_factory, env):
-    out = tmp_path_factory.mktemp("sim-ref") / "maps.h5"
-    r = run(["simulate", "-o", out, "--quiet", *SIM], env)
-    assert r.proc.returncode == 0, r.stderr
+    out = reference_run(tmp_path_factory, env, "sim-ref", "maps.h5", lambda out: ["simulate", "-o", out, "--quiet", *SIM])
     with h5py.File(out, "r") as f:
         return np.asarray(f["kappa"][()])
 
@@ -127,10 +134,8 @@ def training_set(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prior_reference(tmp_path_factory, env, training_set):
-    out = tmp_path_factory.mktemp("prior-ref") / "p.h5"
-    r = run(["train-prior", training_set, "-o", out, "--quiet", *PRIOR], env)
-    assert r.proc.returncode == 0, r.stderr
-    return out
+    return reference_run(tmp_path_factory, env, "prior-ref", "p.h5",
+                         lambda out: ["train-prior", training_set, "-o", out, "--quiet", *PRIOR])
 
 
 def prior_arrays(path) -> dict[str, np.ndarray]:
@@ -191,9 +196,8 @@ def recon_args(cat, cl, out):
 
 @pytest.fixture(scope="module")
 def recon_reference(tmp_path_factory, env, shear_catalog):
-    out = tmp_path_factory.mktemp("recon-ref") / "r.fits"
-    r = run(recon_args(*shear_catalog, out) + ["--quiet"], env)
-    assert r.proc.returncode == 0, r.stderr
+    out = reference_run(tmp_path_factory, env, "recon-ref", "r.fits",
+                        lambda out: recon_args(*shear_catalog, out) + ["--quiet"])
     with fits.open(out) as h:
         return np.array(h["KAPPA_SAMPLES"].data)
 
@@ -248,10 +252,8 @@ def metrics(folder):
 
 @pytest.fixture(scope="module")
 def summary_reference(tmp_path_factory, env, reconstruction):
-    out = tmp_path_factory.mktemp("sum-ref") / "summary"
-    r = run(["summarize", reconstruction, "-o", out, "--quiet", *SUMMARY], env)
-    assert r.proc.returncode == 0, r.stderr
-    return metrics(out)
+    return metrics(reference_run(tmp_path_factory, env, "sum-ref", "summary",
+                                 lambda out: ["summarize", reconstruction, "-o", out, "--quiet", *SUMMARY]))
 
 
 @pytest.mark.parametrize("how, at", [("SIGTERM", 60), ("SIGKILL", 120)])
