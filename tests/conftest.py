@@ -39,6 +39,15 @@ def assert_one_line_error(res, needles, out: Path) -> None:
     assert not out.with_suffix(".config.yaml").exists()
 
 
+def assert_config_rejects(*cases: tuple[list[str], str]) -> None:
+    """Each case (overrides, key): loading the config with those overrides raises a ConfigError naming key."""
+    from massmap.config import ConfigError, load_config
+
+    for overrides, key in cases:
+        with pytest.raises(ConfigError, match=key):
+            load_config(overrides=overrides)
+
+
 def pytest_terminal_summary(terminalreporter):
     """Print the fault-injection tally of tests/test_faults.py: cases tried and handled per file kind."""
     try:

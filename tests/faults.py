@@ -1,6 +1,7 @@
 """Fault injection for the test suite: a valid seed file of every kind massmap reads, the ways a hostile
-world damages files (generic byte damage and per-kind layout damage), the command that reads each
-kind, and the tally of cases tried and handled that conftest.py prints at the end of the run.
+world damages files (generic byte damage and per-kind layout damage; the text kinds' layout damages are
+the table tests/text_damages.yaml), the command that reads each kind, and the tally of cases tried and
+handled that conftest.py prints at the end of the run.
 
 A case is (kind, damage): the damaged file is written into a fresh folder and the kind's command runs
 on it through click's CliRunner; test_faults.py asserts the promise of docs/reliability.md (exit 2, one
@@ -8,6 +9,7 @@ line naming the file, no traceback, no output, the input untouched).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -222,6 +224,18 @@ def _text(content: str):
     return lambda path, seeds: path.write_text(content)
 
 
+@functools.cache
+def _text_damage_table() -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(__file__).with_name("text_damages.yaml").read_text(encoding="utf-8"))
+
+
+def _text_damages(seed: str) -> dict[str, tuple[Callable, str | None]]:
+    """The layout damages of a text kind, from tests/text_damages.yaml: each writes its text as the file."""
+    return {damage: (_text(content), needle) for damage, (content, needle) in _text_damage_table()[seed].items()}
+
+
 def _catalog(columns, hdu_cls=fits.BinTableHDU):
     return lambda path, seeds: write_table(path, columns, hdu_cls)
 
@@ -434,34 +448,15 @@ KINDS: list[Kind] = [
          }, not_applicable=frozenset({"missing"})),  # --resume without a checkpoint starts at step 0 (test_kills)
     Kind("C_ell table", "cl", "cl.txt", "text",
          lambda p, d, s: _reconstruct(s["catalog"], d, "--method", "wiener", *sets(f"wiener.cl_file={p}")),
-         "out.fits", {
-             "one column": (_text("10\n100\n1000\n"), "2 columns"),
-             "one row": (_text("100 1e-9\n"), "2 rows"),
-             "NaN value": (_text("10 1e-8\n100 nan\n1000 1e-10\n"), "NaN"),
-             "words": (_text("ell cl\nten small\n"), "numeric"),
-             "ragged rows": (_text("10 1e-8\n100\n1000 1e-10 3\n"), "numeric"),
-             "no positive C_ell": (_text("10 -1\n100 -2\n1000 0\n"), "C_ell > 0"),
-         }, TEXT_TRUNCATIONS),
+         "out.fits", _text_damages("cl"), TEXT_TRUNCATIONS),
     Kind("n(z) table", "nz", "nz.txt", "text",
          lambda p, d, s: ["simulate", "-o", str(d / "maps.h5"), "--quiet",
                           *sets("sources.nz=file", f"sources.nz_file={p}", "simulate.npix=16", "simulate.n_maps=1",
-                                "simulate.nonlinear=false")], "maps.h5", {
-             "decreasing z": (_text("2 1\n1 1\n0.5 1\n0 1\n"), "increase"),
-             "negative n(z)": (_text("0 1\n1 -1\n2 1\n"), ">= 0"),
-             "inf value": (_text("0 1\n1 inf\n2 1\n"), "inf"),
-             "two rows": (_text("0 1\n1 1\n"), "3 rows"),
-             "negative z": (_text("-1 1\n0 1\n1 1\n"), "z must be >= 0"),
-         }, TEXT_TRUNCATIONS),
+                                "simulate.nonlinear=false")], "maps.h5", _text_damages("nz"), TEXT_TRUNCATIONS),
     Kind("YAML config", "config", "config.yaml", "text",
          lambda p, d, s: ["reconstruct", str(s["catalog"]), "-o", str(d / "out.fits"), "--method", "ks", "--no-plot",
                           "--quiet", "--config", str(p)], "out.fits", {
-             "not YAML": (_text("grid: [1, 2\n"), "YAML"),
-             "top-level list": (_text("- grid\n- pad\n"), "mapping"),
-             "unknown key": (_text("grid:\n  npx: 16\n"), "grid.npx"),
-             "wrong type": (_text("grid:\n  npix: sixteen\n"), "grid.npix"),
-             "NaN pixel size": (_text("grid:\n  pixel_size_arcmin: .nan\n"), "grid.pixel_size_arcmin"),
-             "absurd npix": (_text("grid:\n  npix: 1000000000000\n"), "grid.npix"),
-             "section is a value": (_text("grid: 3\n"), "grid"),
+             **_text_damages("config"),
              "binary": (lambda path, seeds: path.write_bytes(b"\xff\xfe\x00grid"), "UTF-8"),
          }, TEXT_TRUNCATIONS | {"empty"}),
     Kind("positions table", "positions", "positions.fits", "fits",

@@ -27,6 +27,31 @@ import numpy as np  # noqa: E402
 CHAIN_SETTINGS = dict(n_samples=6, chains=6, sigma_max=0.05, sigma_min=0.002, n_levels=3, steps_per_level=1,
                       burn_in=1)
 SIM_SETS = ["simulate.kind=lognormal", "simulate.npix=16", "simulate.n_maps=5", "seed=4"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker_argv(out, *names: str) -> list[str]:
+    """The command line of a fresh interpreter running cases ``names`` into ``out`` (a .npz file)."""
+    return [sys.executable, str(Path(__file__).resolve()), str(out), *names]
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """The environment of a fresh interpreter started by a test: this one's, with the checkout first on
+    PYTHONPATH, ``extra`` added and no XLA_FLAGS (the child sets its own device count)."""
+    path = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env = {**os.environ, "PYTHONPATH": path, **extra}
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+def one_device_references(what: str):
+    """This module, whose cases the pytest process runs for the one-device references ``what`` names;
+    skips the test where that process has several devices."""
+    import pytest
+
+    if jax.device_count() != 1:
+        pytest.skip(f"the {what} references need a one-device pytest process (XLA_FLAGS is set)")
+    return sys.modules[__name__]
 
 
 def chains(chunk: int = 6) -> dict:

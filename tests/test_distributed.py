@@ -6,15 +6,12 @@ two processes (one device each), and ``massmap --distributed simulate`` splits m
 """
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import h5py
-import jax
 import numpy as np
 import pytest
 
@@ -24,8 +21,6 @@ from massmap.io.datasets import read_maps
 from massmap.pipeline.simulate import run_simulate
 from massmap.pipeline.simulate_parallel import _owned, _rank_writer
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKERS = Path(__file__).with_name("parallel_workers.py")
 TIMEOUT = 300  # seconds for both processes together (start-up, C_ℓ, compilation on 2 shared cores)
 
 
@@ -40,9 +35,7 @@ def run_two(argv_of, env_of, timeout: float = TIMEOUT) -> list[str]:
     procs = []
     try:
         for i in range(2):
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                   "JAX_PLATFORMS": "cpu", "MASSMAP_CACHE_DIR": "", **env_of(i)}
-            env.pop("XLA_FLAGS", None)
+            env = cases.worker_env(JAX_PLATFORMS="cpu", MASSMAP_CACHE_DIR="", **env_of(i))
             procs.append(subprocess.Popen(argv_of(i), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           text=True))
         deadline = time.monotonic() + timeout
@@ -62,14 +55,12 @@ def run_two(argv_of, env_of, timeout: float = TIMEOUT) -> list[str]:
 
 @pytest.fixture(scope="module")
 def one():
-    if jax.device_count() != 1:
-        pytest.skip("the one-process references need a one-device pytest process (XLA_FLAGS is set)")
-    return cases
+    return cases.one_device_references("one-process")
 
 
 def test_chains_split_across_two_processes_equal_one_process(one, tmp_path):
     out, port = tmp_path / "out.npz", free_port()
-    run_two(lambda i: [sys.executable, str(WORKERS), str(out), "chains"],
+    run_two(lambda i: cases.worker_argv(out, "chains"),
             lambda i: {"MASSMAP_TEST_COORDINATOR": f"127.0.0.1:{port}", "MASSMAP_TEST_NPROC": "2",
                        "MASSMAP_TEST_PID": str(i), "MASSMAP_TEST_DEVICES": "1"})
     with np.load(out) as f:

@@ -8,7 +8,7 @@ from astropy.io import fits
 from click.testing import CliRunner
 
 from massmap.cli import main
-from massmap.config import ConfigError, load_config
+from massmap.config import load_config
 from massmap.geometry import FlatGrid
 from massmap.io.healpix import read_healpix_maps
 from massmap.io.maps import config_from_header
@@ -18,7 +18,7 @@ from massmap.sphere.harmonic import (healpy_to_native, kappa_to_shear, ks_factor
                                      shear_adjoint, unpack_alm)
 from massmap.sphere.wiener import wiener_cg_sphere, wiener_filter_ell, wiener_system
 
-from conftest import assert_one_line_error, write_table
+from conftest import assert_config_rejects, assert_one_line_error, write_table
 
 
 # ---------------------------------------------------------------- helpers
@@ -372,9 +372,7 @@ def test_cli_healpix_bad_input_gives_one_line_error(tmp_path, case):
 
 
 def test_config_rejects_bad_healpix_values():
-    with pytest.raises(ConfigError, match="healpix.nside"):
-        load_config(overrides=["healpix.nside=0"])
-    with pytest.raises(ConfigError, match="healpix.smoothing_fwhm_arcmin"):
-        load_config(overrides=["healpix.smoothing_fwhm_arcmin=-1"])
+    assert_config_rejects((["healpix.nside=0"], "healpix.nside"),
+                          (["healpix.smoothing_fwhm_arcmin=-1"], "healpix.smoothing_fwhm_arcmin"))
     assert load_config(overrides=["healpix.nside=64"]).healpix.ell_max == 191
     assert ks_factor(3)[2] == pytest.approx(np.sqrt(4 / 6)) and pixel_solid_angle(1) == pytest.approx(np.pi / 3)

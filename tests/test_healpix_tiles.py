@@ -11,7 +11,7 @@ from astropy.io import fits
 from click.testing import CliRunner
 
 from massmap.cli import main
-from massmap.config import ConfigError, load_config
+from massmap.config import load_config
 from massmap.binning import ShearCatalog, bin_shear
 from massmap.io.healpix import read_healpix_maps
 from massmap.ops.shear import kaiser_squires
@@ -23,7 +23,7 @@ from massmap.sphere.tiling import (local_west_angle, mosaic_add, mosaic_average,
                                    plane_coords, rotate_spin2, sample_tile_maps, taper_weight, tile_catalog,
                                    tile_centres, tile_footprint, tile_grid, tile_npix)
 
-from conftest import assert_one_line_error, write_table
+from conftest import assert_config_rejects, assert_one_line_error, write_table
 
 
 # ---------------------------------------------------------------- helpers
@@ -266,9 +266,6 @@ def test_cli_tiled_posterior_bad_input_gives_one_line_error(tmp_path, case):
 
 
 def test_config_rejects_bad_tile_values():
-    with pytest.raises(ConfigError, match="healpix.tile_size_deg"):
-        load_config(overrides=["healpix.tile_size_deg=0"])
-    with pytest.raises(ConfigError, match="healpix.tile_overlap_deg"):
-        load_config(overrides=["healpix.tile_size_deg=5", "healpix.tile_overlap_deg=6"])
-    with pytest.raises(ConfigError, match="healpix.tile_pixel_size_arcmin"):
-        load_config(overrides=["healpix.tile_pixel_size_arcmin=-1"])
+    assert_config_rejects((["healpix.tile_size_deg=0"], "healpix.tile_size_deg"),
+                          (["healpix.tile_size_deg=5", "healpix.tile_overlap_deg=6"], "healpix.tile_overlap_deg"),
+                          (["healpix.tile_pixel_size_arcmin=-1"], "healpix.tile_pixel_size_arcmin"))

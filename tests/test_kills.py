@@ -39,7 +39,8 @@ def env(tmp_path_factory):
 
 
 def reference_run(tmp_path_factory, env, folder: str, name: str, argv) -> Path:
-    """Run the command ``argv(out)`` uninterrupted to the end, ``out`` being ``name`` in a fresh folder; out."""
+    """The uninterrupted run a stopped one is compared with: ``argv(out)`` run to completion, where ``out``
+    is ``name`` in a fresh temporary folder named after ``folder``. Returns ``out``."""
     out = tmp_path_factory.mktemp(folder) / name
     r = run(argv(out), env)
     assert r.proc.returncode == 0, r.stderr
@@ -85,7 +86,8 @@ def no_partial_output(folder, name: str, killed: bool) -> None:
 
 @pytest.fixture(scope="module")
 def sim_reference(tmp_path_factory, env):
-    out = reference_run(tmp_path_factory, env, "sim-ref", "maps.h5", lambda out: ["simulate", "-o", out, "--quiet", *SIM])
+    out = reference_run(tmp_path_factory, env, "sim-ref", "maps.h5",
+                        lambda out: ["simulate", "-o", out, "--quiet", *SIM])
     with h5py.File(out, "r") as f:
         return np.asarray(f["kappa"][()])
 

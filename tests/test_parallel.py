@@ -7,9 +7,7 @@ same CPU cores: these tests check numbers and placement, never speed.
 """
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -20,17 +18,11 @@ import parallel_workers as cases
 from massmap import parallel
 from massmap.sim.sharded import has_jaxdecomp
 
-WORKERS = Path(__file__).with_name("parallel_workers.py")
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def run_workers(names, out: Path, devices: int = 4, timeout: float = 300, env: dict | None = None) -> dict:
     """Run cases ``names`` in a fresh interpreter with ``devices`` forced host devices; their arrays."""
-    path = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    full = {**os.environ, "MASSMAP_TEST_DEVICES": str(devices), "PYTHONPATH": path, **(env or {})}
-    full.pop("XLA_FLAGS", None)
-    res = subprocess.run([sys.executable, str(WORKERS), str(out), *names], env=full, capture_output=True,
-                         text=True, timeout=timeout)
+    full = cases.worker_env(MASSMAP_TEST_DEVICES=str(devices), **(env or {}))
+    res = subprocess.run(cases.worker_argv(out, *names), env=full, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, res.stderr[-4000:]
     with np.load(out) as f:
         return dict(f)
@@ -47,9 +39,7 @@ def four(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def one():
-    if jax.device_count() != 1:
-        pytest.skip("the one-device references need a one-device pytest process (XLA_FLAGS is set)")
-    return cases
+    return cases.one_device_references("one-device")
 
 
 def test_chains_split_over_devices_give_the_same_samples(four, one):

@@ -36,12 +36,16 @@ def _mask(n=N):
 EDGES = stats.ell_bin_edges(N, N, PIX, 10)
 
 
-def test_copies_of_the_truth_agree_exactly():
-    rng = np.random.default_rng(0)
-    truth = _grf(rng, 1)[0]
+def _truth_setup(seed, margin):
+    """A Gaussian-field truth (seed ``seed``), the holed mask, the region of it at least ``margin`` pixels
+    from the map edge and the holes, and a uniform noise σ equal to the truth's standard deviation."""
+    truth = _grf(np.random.default_rng(seed), 1)[0]
     mask = _mask()
-    allowed = stats.allowed_region(mask, 1.0)
-    sigma = np.full((N, N), truth.std())
+    return truth, mask, stats.allowed_region(mask, margin), np.full((N, N), truth.std())
+
+
+def test_copies_of_the_truth_agree_exactly():
+    truth, mask, allowed, sigma = _truth_setup(0, 1.0)
     st = S.sample_statistics(np.repeat(truth[None], 5, axis=0), truth, sigma, mask, allowed, PIX, EDGES,
                              np.arange(-3.0, 4.5, 1.0), 20)
     ps, pk, pdf = st["power_spectrum"], st["peak_counts"], st["pdf"]
@@ -62,11 +66,7 @@ def test_copies_of_the_truth_agree_exactly():
 
 
 def test_samples_scaled_by_two_have_four_times_the_power_and_peaks_at_twice_the_snr():
-    rng = np.random.default_rng(1)
-    truth = _grf(rng, 1)[0]
-    mask = _mask()
-    allowed = stats.allowed_region(mask, 0.0)
-    sigma = np.full((N, N), truth.std())
+    truth, mask, allowed, sigma = _truth_setup(1, 0.0)
     scaled = np.repeat(2 * truth[None], 3, axis=0)
     edges = np.arange(-3.0, 4.5, 1.0)
     st = S.sample_statistics(scaled, truth, sigma, mask, allowed, PIX, EDGES, edges, 20)
