@@ -119,6 +119,23 @@ def simulate(folder: str | None = None) -> dict:
             "files": np.asarray(sorted(p.name for p in Path(folder).iterdir()))}
 
 
+PM_SPLIT_SETS = ["simulate.kind=pm", "simulate.n_maps=2", "simulate.npix=16", "simulate.nonlinear=false",
+                 "sources.z_source=0.5", "simulate.pm.box_size=32", "simulate.pm.mesh=16", "simulate.pm.n_steps=2",
+                 "simulate.pm.plane_thickness=32", "simulate.pm.split_over_devices=true", "seed=3"]
+
+
+def simulate_pm_split(folder: str | None = None) -> dict:
+    """``massmap simulate`` of 2 PM maps, each run split over all local devices (one device: whole)."""
+    from massmap.config import load_config
+    from massmap.io.datasets import read_maps
+    from massmap.pipeline.simulate import run_simulate
+
+    folder = folder or os.environ.get("MASSMAP_TEST_FOLDER") or tempfile.mkdtemp()
+    out = run_simulate(load_config([], PM_SPLIT_SETS), Path(folder) / "pm-split.h5", overwrite=True, progress=False)
+    maps, _ = read_maps(out)
+    return {"maps": maps}
+
+
 def pm(mesh: int = 16, n_steps: int = 3, fft: str = "slab") -> dict:
     """LPT initial conditions and ``n_steps`` KDK steps on a ``mesh``³ mesh, one device or sharded."""
     from massmap import parallel
@@ -157,7 +174,8 @@ def pm_jaxdecomp() -> dict:
     return pm(fft="jaxdecomp")
 
 
-CASES = {f.__name__: f for f in (chains, chains_chunk2, chains_chunk3, training, simulate, pm, pm_xla, pm_jaxdecomp)}
+CASES = {f.__name__: f for f in (chains, chains_chunk2, chains_chunk3, training, simulate, simulate_pm_split, pm, pm_xla,
+                                 pm_jaxdecomp)}
 
 
 def main(out: str, names: list[str]) -> None:

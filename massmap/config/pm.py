@@ -30,6 +30,9 @@ class PMConfig:
     pgd_alpha_table: tuple[float, ...] = (0.0273, 0.0196, 0.0145, 0.0102, 0.0067, 0.0056, 0.0056)
     pgd_kl: float = 0.075  # PGD high-pass scale, in units of the mesh Nyquist wavenumber π mesh / box_size
     pgd_ks: float = 2.0  # PGD low-pass scale, in units of the mesh Nyquist wavenumber
+    # several local devices: false = one whole simulation per device; true = each simulation's particles
+    # and meshes split over all of them (x slabs, massmap.sim.sharded): meshes larger than one device
+    split_over_devices: bool = False
 
     def __post_init__(self):
         if self.mesh < 8:
@@ -72,4 +75,5 @@ def pm_params_of(cfg: PMConfig) -> PMParams:
                     plane_thickness=float(cfg.plane_thickness), pgd=bool(cfg.pgd),
                     pgd_alpha_a=tuple(map(float, cfg.pgd_alpha_a)),
                     pgd_alpha_table=tuple(map(float, cfg.pgd_alpha_table)),
-                    pgd_kl=float(cfg.pgd_kl), pgd_ks=float(cfg.pgd_ks))
+                    pgd_kl=float(cfg.pgd_kl), pgd_ks=float(cfg.pgd_ks),
+                    split_over_devices=bool(cfg.split_over_devices))

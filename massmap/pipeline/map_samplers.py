@@ -29,6 +29,7 @@ class MapSampler(NamedTuple):
     cl: np.ndarray
     n_steps: int  # inner steps per map shown in a second progress bar (0: none)
     batch: Callable | None = None  # jitted keys (B, 2) -> maps (B, npix, npix), where the kind is vmappable
+    uses_all_devices: bool = False  # one map runs over every local device (simulate.pm.split_over_devices)
 
 
 def target_cl(config) -> tuple[np.ndarray, np.ndarray]:
@@ -93,9 +94,10 @@ def make_sampler(config) -> MapSampler:
         def sample_pm(key, step_progress=None):
             return np.asarray(pm_kappa_map(key, cosmo, sources, pm, n, pix, progress=step_progress), np.float32)
 
+        split = _split_over_devices(sim.pm)
         ell, cl = target_cl(config)
         attrs = {f"pm_{k}": v for k, v in to_dict(sim.pm).items()}  # pm_box_size, pm_mesh, pm_n_steps, ...
-        return MapSampler(sample_pm, attrs, ell, cl, sim.pm.n_steps)
+        return MapSampler(sample_pm, attrs, ell, cl, sim.pm.n_steps, uses_all_devices=split)
 
     ell, cl = target_cl(config)
     cl_grid = cl_on_grid(ell, cl, n, n, pix)
@@ -127,6 +129,24 @@ def make_sampler(config) -> MapSampler:
                  "pixel_variance": float(mode_var.mean() + shift**2 * np.expm1(spec.mean_mode_offset))}
     fn = jax.jit(one)
     return MapSampler(lambda key, step_progress=None: np.asarray(fn(key)), attrs, ell, cl, 0, jax.jit(jax.vmap(one)))
+
+
+def _split_over_devices(pm_cfg) -> bool:
+    """Whether each PM run is split over the local devices; ConfigError if the mesh or the particle
+    count does not split over them (x slabs)."""
+    if not pm_cfg.split_over_devices:
+        return False
+    import jax
+
+    n_dev = jax.local_device_count()
+    if n_dev == 1:
+        return False
+    for key, n, total in (("mesh", pm_cfg.mesh, pm_cfg.mesh),
+                          ("n_particles", pm_cfg.n_particles or pm_cfg.mesh, (pm_cfg.n_particles or pm_cfg.mesh) ** 3)):
+        if total % n_dev:
+            raise ConfigError(f"config key 'simulate.pm.{key}' ({n}) must be a multiple of the {n_dev} local "
+                              "devices with simulate.pm.split_over_devices")
+    return True
 
 
 def map_key(seed: int, index: int):

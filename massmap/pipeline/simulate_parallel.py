@@ -46,7 +46,7 @@ def generate_maps(sampler, seed: int, indices: Iterable[int],
 
     indices = list(indices)
     n_dev = parallel.device_count(local=True)
-    if n_dev == 1 or len(indices) <= 1:
+    if n_dev == 1 or len(indices) <= 1 or sampler.uses_all_devices:  # one map at a time (maybe on all devices)
         from massmap.pipeline.map_samplers import map_key
 
         for i in indices:

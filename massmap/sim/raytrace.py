@@ -52,6 +52,7 @@ class PMParams(NamedTuple):
     pgd_alpha_table: tuple[float, ...]  # PGD amplitude α at pgd_alpha_a
     pgd_kl: float  # PGD high-pass scale, in units of the mesh Nyquist wavenumber π mesh / box_size
     pgd_ks: float  # PGD low-pass scale, in units of the mesh Nyquist wavenumber
+    split_over_devices: bool = False  # one run's particles and meshes split over every local device
 
 
 class GeometryError(ValueError):
@@ -140,7 +141,15 @@ def pm_snapshots(key: jax.Array, cosmo: Cosmology, pm: PMParams, donate: bool = 
     a_steps = step_schedule(pm)
     pos, mom, _ = initial_conditions(key, cosmo, pm)
     factors = kdk_factors(cosmo, a_steps)
-    integ = pm_integrator(pm.mesh, pm.box_size, cosmo.Omega_c + cosmo.Omega_b, FORCE_DECONVOLUTION, donate=donate)
+    omega_m = cosmo.Omega_c + cosmo.Omega_b
+    if pm.split_over_devices and jax.local_device_count() > 1:  # x slabs over the devices (sim.sharded)
+        from massmap import parallel
+        from massmap.sim.sharded import sharded_pm_integrator
+
+        integ = sharded_pm_integrator(pm.mesh, pm.box_size, omega_m, FORCE_DECONVOLUTION,
+                                      device_mesh=parallel.batch_mesh(local=True), donate=donate)
+    else:
+        integ = pm_integrator(pm.mesh, pm.box_size, omega_m, FORCE_DECONVOLUTION, donate=donate)
     state = integ.init(pos, mom, a_steps[0])
     for k in range(pm.n_steps):
         state, info = integ.step(state, jax.tree.map(lambda v: v[k], factors))
