@@ -106,15 +106,19 @@ def main() -> int:
     ap.add_argument("--npix", type=int, default=None, help="field side in pixels (default: the demo's)")
     ap.add_argument("--pad", type=int, default=None, help="padding in pixels (default: the demo's)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "posterior"))
+    ap.add_argument("--fields-from", default=None, metavar="MAPS.h5",
+                    help="held-out truth maps from this map set (e.g. PM maps of another seed) instead of "
+                         "simulating the demo's lognormal fields; their side must be --npix (default 64)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for reconstruct (e.g. posterior.thin=3); repeatable")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    maps = out / "fields.h5"
+    maps = Path(args.fields_from) if args.fields_from else out / "fields.h5"
     size = size_overrides(args.npix, args.pad)
-    massmap("simulate", "-o", str(maps), "--config", str(CONFIG), "--set", f"seed={args.seed}",
-            "--set", f"simulate.n_maps={args.fields}", "--overwrite", "--quiet", *size)
+    if not args.fields_from:
+        massmap("simulate", "-o", str(maps), "--config", str(CONFIG), "--set", f"seed={args.seed}",
+                "--set", f"simulate.n_maps={args.fields}", "--overwrite", "--quiet", *size)
     rows = []
     for i in range(args.fields):
         rows.append(run_field(out, maps, i, args.seed, args.prior, args.n_samples, args.chains, args.overrides,
