@@ -205,9 +205,9 @@ def _set_nested(tree: dict, path: list[str], value: Any, cls: type) -> None:
 
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML config file into a dict, with one-line errors."""
-    from massmap.paths import existing_file
+    from massmap.io.inputs import check_file
 
-    p = existing_file(path, "config file", ConfigError)
+    p = check_file(path, "config file", error=ConfigError)
     try:
         data = yaml.safe_load(p.read_bytes().decode("utf-8"))
     except OSError as err:

@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from massmap.io.inputs import reads
+from massmap.io.inputs import check_file, reads
 from massmap.io.output import InputError
-from massmap.paths import existing_file
 from massmap.io.space import ensure_space, hdf5_writes
 
 FORMAT = "massmap.kappa_maps"
@@ -145,7 +144,7 @@ class MapSetWriter:
 
 def _open_map_set(path: str | Path):
     h5py = _h5py()
-    p = existing_file(path, "map set")
+    p = check_file(path, "map set")
     try:
         f = h5py.File(p, "r")
     except OSError as err:

@@ -85,20 +85,20 @@ def reads(what: str, arg: str = "path") -> Callable:
     return wrap
 
 
-def check_file(path: str | Path, what: str, key: str | None = None) -> Path:
-    """``path`` as a Path if it is an existing, readable regular file; else a one-line InputError
+def check_file(path: str | Path, what: str, key: str | None = None, error: type[Exception] = InputError) -> Path:
+    """``path`` as a Path if it is an existing, readable regular file; else a one-line ``error``
     (``key`` names the config key that gave the path, e.g. 'wiener.cl_file')."""
     p = Path(path)
     via = f" ({key})" if key else ""
     if not p.exists():
-        raise InputError(f"{what} '{p}'{via} does not exist")
+        raise error(f"{what} '{p}'{via} does not exist")
     if p.is_dir():
-        raise InputError(f"{what} '{p}'{via} is a directory, not a file")
+        raise error(f"{what} '{p}'{via} is a directory, not a file")
     try:
         with open(p, "rb"):
             pass
     except OSError as err:
-        raise InputError(f"{what} '{p}'{via} cannot be read ({err.strerror or reason(err)})") from None
+        raise error(f"{what} '{p}'{via} cannot be read ({err.strerror or reason(err)})") from None
     return p
 
 

@@ -4,7 +4,8 @@ errors for unwritable outputs, one writer per output, and taking back a failed c
 What is promised (docs/reliability.md):
 
 - an output path either does not exist or holds a complete file: every file is written under a
-  temporary name beside it (``.NAME.XXXX.part``) and renamed onto its path only once complete;
+  temporary name beside it (``.NAME.<random>.part``, from mkstemp) and renamed onto its path only once
+  complete;
 - an OSError while writing (disk full, permission denied, read-only file system) becomes one
   InputError naming the output, and the temporary file is removed;
 - while a command runs, it holds an advisory lock on each of its outputs (massmap.io.locks);
