@@ -37,6 +37,7 @@ from massmap.infer.annealed import sigma_schedule
 from massmap.infer.likelihood import PaddedShear, log_likelihood_and_grad, max_weight
 from massmap.infer.preconditioner import fourier_apply, inverse_precision, fourier_precision, prior_spectrum
 from massmap.ops.shear import crop_map
+from massmap.prior.base import single_map_score
 
 REL_TOL = 1e-5  # a step may lower log π_σ by at most this fraction of (1 + |log L_σ|) (float32 rounding)
 BACKTRACK = 0.5  # step-scale factor after a rejected step
@@ -183,11 +184,8 @@ class MapEstimate(NamedTuple):
 def _compiled_map(settings: tuple, prior) -> Callable:
     reduced, steps, lr, momentum = settings
 
-    def score(k, s):
-        return prior.score(k[None], jnp.reshape(jnp.asarray(s, jnp.float32), (1,)))[0]
-
     def run_map(data, mode_var, schedule):
-        return annealed_map(lambda k, s: log_likelihood_and_grad(k, data, s, reduced), score,
+        return annealed_map(lambda k, s: log_likelihood_and_grad(k, data, s, reduced), single_map_score(prior),
                             lambda s: fourier_precision(mode_var, max_weight(data, s), s),
                             jnp.zeros_like(mode_var), schedule, steps, lr, momentum)
 
@@ -195,14 +193,14 @@ def _compiled_map(settings: tuple, prior) -> Callable:
 
 
 def map_estimate(key: jax.Array, data: PaddedShear, prior, settings: MapSettings, *, pad: int,
-                 reference=None) -> MapEstimate:
+                 reference=None, spectrum: tuple | None = None) -> MapEstimate:
     """The annealed MAP of κ for padded shear ``data`` and ``prior``, cropped to the unpadded map.
 
     The preconditioner's spectrum is the sampler's (:func:`~massmap.infer.preconditioner.prior_spectrum`
-    with ``key``). :class:`SamplingError` if the first level already fails.
+    with ``key``, unless given as ``spectrum``). :class:`SamplingError` if the first level already fails.
     """
     schedule = settings.schedule
-    spectrum, _ = prior_spectrum(prior, key, tuple(data.g1.shape), settings.sigma_min, reference)
+    spectrum, _ = spectrum or prior_spectrum(prior, key, tuple(data.g1.shape), settings.sigma_min, reference)
     run = _compiled_map((settings.reduced_shear, settings.steps_per_level, settings.learning_rate,
                          settings.momentum), prior)
     kappa, info = run(data, spectrum, jnp.asarray(schedule))

@@ -44,6 +44,7 @@ from massmap.infer.diagnostics import effective_sample_size, split_rhat
 from massmap.infer.likelihood import PaddedShear, log_likelihood_and_grad, mean_weight
 from massmap.infer.preconditioner import fourier_precision, prior_spectrum
 from massmap.ops.shear import crop_map
+from massmap.prior.base import single_map_score
 
 SUMMARIES = ("VARIANCE", "CENTRE_MEAN", "PEAK")  # per-draw scalars whose R̂ and ESS are reported
 
@@ -171,13 +172,6 @@ def from_samples(samples: np.ndarray, info: SamplerInfo | None = None) -> Poster
     return PosteriorSamples(samples, mean.astype(np.float32), std.astype(np.float32), info)
 
 
-def _batched_score(prior) -> Callable:
-    def one_map(k, s):
-        return prior.score(k[None], jnp.reshape(jnp.asarray(s, jnp.float32), (1,)))[0]
-
-    return one_map
-
-
 @functools.lru_cache(maxsize=8)
 def build_level(kernel: tuple, prior, mesh=None) -> Callable:
     """The jitted, chain-vmapped :func:`~massmap.infer.annealed.run_level` for ``prior`` and the kernel
@@ -188,7 +182,7 @@ def build_level(kernel: tuple, prior, mesh=None) -> Callable:
     lengths and no communication (the program of one device with B/D chains).
     """
     reduced, traj, n_leap, max_leap, metropolis, max_err, target = kernel
-    score = _batched_score(prior)
+    score = single_map_score(prior)
 
     def level(data, mode_var, keys, states, sigma, n_steps, mode, reinit):
         alg = annealed_hmc(lambda k, s: log_likelihood_and_grad(k, data, s, reduced), score,
@@ -294,19 +288,21 @@ def steps_per_run(settings: SamplerSettings) -> int:
 
 
 def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: SamplerSettings, *, pad: int,
-                     chunk: int = 10, reference=None, on_step: Callable[[], None] | None = None,
+                     chunk: int = 10, reference=None, spectrum: tuple | None = None,
+                     on_step: Callable[[], None] | None = None,
                      on_restart: Callable[[int], None] | None = None,
                      on_samples: Callable[[np.ndarray], None] | None = None) -> PosteriorSamples:
     """Posterior draws of κ for padded shear ``data`` and ``prior`` (see the module docstring).
 
     ``pad``: the padding of ``data`` (draws are cropped to the unpadded map). ``reference``: a Gaussian
-    prior whose spectrum preconditions a learned prior whose score cannot be probed. Callbacks:
+    prior whose spectrum preconditions a learned prior whose score cannot be probed; ``spectrum``: that
+    result of :func:`~massmap.infer.preconditioner.prior_spectrum` when the caller has it already. Callbacks:
     ``on_step()`` after each level or draw of a chunk, ``on_restart(n)`` when n chains are re-run,
     ``on_samples(batch)`` with each chunk's finished samples (k, ny, nx), in order. Same key → same samples.
     """
     shape = tuple(data.g1.shape)
     schedule = settings.schedule
-    spectrum, how = prior_spectrum(prior, key, shape, settings.sigma_min, reference)
+    spectrum, how = spectrum or prior_spectrum(prior, key, shape, settings.sigma_min, reference)
     chains, chunk = settings.chains, min(chunk, settings.chains)
     n_draws = settings.draws_per_chain
     kept: list[ChainBatch] = []

@@ -16,12 +16,13 @@ import numpy as np
 from tqdm import tqdm
 
 from massmap.binning import BinnedShear
-from massmap.config.posterior import PosteriorConfig, map_settings, sampler_settings
+from massmap.config.posterior import PosteriorConfig, map_settings, sampler_settings, sigma_range
 from massmap.errors import ConfigError, InputError
 from massmap.infer.likelihood import pad_shear
 from massmap.infer.map import MapEstimate, map_estimate
+from massmap.infer.preconditioner import prior_spectrum
 from massmap.infer.sampler import PosteriorSamples, from_samples, sample_posterior, steps_per_run
-from massmap.prior.base import Prior, check_grid
+from massmap.prior.base import PIXEL_RTOL, Prior, check_grid
 from massmap.prior.gaussian import GaussianPrior
 
 METHODS = ("posterior", "map")
@@ -85,15 +86,15 @@ def _validate(shear: BinnedShear, pad, methods) -> None:
 
 def check_prior_grid(prior: Prior, ny_pad: int, nx_pad: int, pixel_size_arcmin: float) -> None:
     """InputError, with what to change in the config, unless ``prior`` fits the padded grid."""
+    pp = prior.pixel_size_arcmin
+    if pp is not None and abs(float(pp) / pixel_size_arcmin - 1.0) > PIXEL_RTOL:
+        hint = f"; set grid.pixel_size_arcmin: {float(pp):g}"
+    else:
+        hint = "; change pad or grid.npix (the padded grid is map + 2·pad)"
     try:
         check_grid(prior, ny_pad, nx_pad, pixel_size_arcmin)
     except ValueError as err:
-        msg = str(err)
-        if "arcmin pixels" in msg:
-            hint = f"; set grid.pixel_size_arcmin: {float(prior.pixel_size_arcmin):g}"
-        else:
-            hint = "; change pad or grid.npix (the padded grid is map + 2·pad)"
-        raise InputError(msg + hint) from None
+        raise InputError(str(err) + hint) from None
 
 
 def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.Array, prior: Prior,
@@ -114,6 +115,8 @@ def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.A
         raise InputError("no pixel carries shear data (MASK is 0 or NOISE_STD is 0/NaN everywhere)")
     shape = tuple(data.g1.shape)
     check_prior_grid(prior, *shape, float(shear.grid.pixel_size_arcmin))
+    # the preconditioner's spectrum (probed for a learned prior), shared by the sampler and the MAP
+    spectrum = prior_spectrum(prior, key, shape, sigma_range(pc, prior, shape)[1], reference)
     posterior = estimate = None
     if "posterior" in methods:
         settings = sampler_settings(pc, prior, shape)
@@ -131,12 +134,12 @@ def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.A
                 bar.total += steps_per_run(settings)
 
             try:
-                posterior = sample_posterior(key, data, prior, settings, pad=pad, chunk=pc.chunk, reference=reference,
+                posterior = sample_posterior(key, data, prior, settings, pad=pad, chunk=pc.chunk, spectrum=spectrum,
                                              on_step=lambda: bar.update(1), on_restart=restart, on_samples=keep)
             except KeyboardInterrupt:
                 if not finished:
                     raise
                 return PosteriorRun(from_samples(np.concatenate(finished)), None, interrupted=True)
     if "map" in methods:
-        estimate = map_estimate(key, data, prior, map_settings(pc, prior, shape), pad=pad, reference=reference)
+        estimate = map_estimate(key, data, prior, map_settings(pc, prior, shape), pad=pad, spectrum=spectrum)
     return PosteriorRun(posterior, estimate)

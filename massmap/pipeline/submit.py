@@ -73,24 +73,21 @@ def submit_tiles(run_dir: str | Path, n_tiles: int, output: str | Path, *, only:
     if not (folder / "tiles-array.sbatch").exists():
         raise InputError(f"no sbatch templates in '{folder}' (tiles-array.sbatch, tiles-merge.sbatch); "
                          "pass --templates configs/slurm from a clone of massmap")
-    (run_dir / "slurm").mkdir(exist_ok=True)
-    common = dict(run=run_dir, python=sys.executable, cpus=cpus, mem_per_cpu=mem_per_cpu, time=time,
-                  extra="\n".join(f"#SBATCH {e}" for e in extra))
-    array = render((folder / "tiles-array.sbatch").read_text(), last=n_tiles - 1, parallel=parallel, **common)
-    if only is not None:
+    if only is None:
+        spec = f"0-{n_tiles - 1}"
+    else:
         bad = [i for i in only if not 0 <= i < n_tiles]
         if bad:
             raise InputError(f"task index {bad[0]} is out of range: the plan has {n_tiles} tiles")
         spec = ",".join(str(i) for i in sorted(set(only)))
-        array = array.replace(f"#SBATCH --array=0-{n_tiles - 1}%{parallel}", f"#SBATCH --array={spec}%{parallel}")
-    array_script = run_dir / "slurm" / "tiles-array.sbatch"
-    array_script.write_text(array)
-    out = {"array_job": _sbatch(array_script), "array_script": str(array_script)}
+    scripts = run_dir / "slurm"
+    scripts.mkdir(exist_ok=True)
+    common = dict(run=run_dir, cpus=cpus, mem_per_cpu=mem_per_cpu, time=time)
+    job = submit_job(folder / "tiles-array.sbatch", {**common, "array": f"{spec}%{parallel}"}, scripts, extra)
+    out = {"array_job": job["job"], "array_script": job["script"]}
     if merge:
-        merge_text = render((folder / "tiles-merge.sbatch").read_text(), output=Path(output).resolve(),
-                            overwrite="--overwrite" if overwrite else "", **common)
-        merge_script = run_dir / "slurm" / "tiles-merge.sbatch"
-        merge_script.write_text(merge_text)
-        out["merge_job"] = _sbatch(merge_script, f"--dependency=afterok:{out['array_job']}")
-        out["merge_script"] = str(merge_script)
+        job = submit_job(folder / "tiles-merge.sbatch", {**common, "output": Path(output).resolve(),
+                                                         "overwrite": "--overwrite" if overwrite else ""},
+                         scripts, extra, dependency=out["array_job"])
+        out.update(merge_job=job["job"], merge_script=job["script"])
     return out

@@ -51,6 +51,14 @@ class Prior(Protocol):
         ...
 
 
+def single_map_score(prior: Prior):
+    """``score(κ (ny, nx), σ scalar)`` of one map from the prior's batched score (what the kernels call)."""
+    def one_map(kappa, sigma):
+        return prior.score(kappa[None], jnp.reshape(jnp.asarray(sigma, jnp.float32), (1,)))[0]
+
+    return one_map
+
+
 def is_gaussian(prior: Prior) -> bool:
     """Whether the prior is exactly Gaussian (its score is linear, its spectrum known)."""
     return prior.mode_variance(2, 2) is not None
