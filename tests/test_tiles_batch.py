@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from massmap.cli import main
 from massmap.config import load_config
 from massmap.io.healpix import read_healpix_maps
+from massmap.io.locks import lock_path, output_lock
 from massmap.pipeline.reconstruct_healpix import run_reconstruct_healpix
 from massmap.sphere.harmonic import kappa_to_shear
 
@@ -134,16 +135,19 @@ def test_two_runs_of_one_tile_cannot_both_write(survey, tmp_path):
     folder, cat = survey
     run = tmp_path / "run"
     assert _cli(["tiles", "plan", cat, "-o", run, *_set(survey_config(folder))]).exit_code == 0
-    lock = run / "tiles" / "tile-00003.lock"
-    # a live holder (this test process, on this host): the second run fails, naming it, and writes nothing
-    import socket
-
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     out = run / "tiles" / "tile-00003.h5"
-    assert_one_line_error(_cli(["tiles", "run", run, "--task-index", 3]), ("tile 3 is being run", str(os.getpid())), out)
-    # a dead holder (a finished process, as after SIGKILL): the lock is stale and taken over
+    lock = lock_path(out)
+    # a live holder (this process holds the part's flock, as a running task would): the second run fails,
+    # naming the holder's pid, writes nothing, and status counts the tile as running
+    with output_lock([out]):
+        second = _cli(["tiles", "run", run, "--task-index", 3])
+        assert "0 done, 1 running, 5 missing" in _cli(["tiles", "status", run]).output
+    # checked once the holder let go, so that its own lock file is not counted as the second run's leftover
+    assert_one_line_error(second, ("tile-00003.h5", "being written by another massmap process", str(os.getpid())), out)
+    # a dead holder (a finished process, as after SIGKILL) leaves its lock file behind but no lock: taken over
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    lock.write_text(f"{dead.pid}\n")
+    assert "0 done, 0 running, 6 missing" in _cli(["tiles", "status", run]).output
     res = _cli(["tiles", "run", run, "--task-index", 3])
     assert res.exit_code == 0 and out.exists() and not lock.exists(), res.output

@@ -59,6 +59,21 @@ def _lock_one(output: Path) -> int | None:
     return None
 
 
+def is_locked(output: str | Path) -> bool:
+    """Whether another process holds the output's lock now (a lock file left by a dead one is not held)."""
+    try:
+        fd = os.open(lock_path(output), os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        return err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False
+
+
 @contextlib.contextmanager
 def output_lock(outputs: Iterable[str | Path]) -> Iterator[None]:
     """Hold an exclusive advisory lock on each output for the block (see the module docstring).

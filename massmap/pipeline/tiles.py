@@ -12,10 +12,10 @@ Guarantees:
   fold_in(posterior key, I)); its reprojected values are stored in float64 and the merge adds them in
   tile order, so the mosaic equals ``reconstruct --geometry healpix --method posterior`` bit for bit.
 - *Only what is missing.* A task whose part exists and belongs to the plan returns at once; parts are
-  written atomically (temporary name, then rename), so a killed task leaves no part, only its lock.
-- *One writer per item.* A task holds ``tile-0000I.lock`` (host, pid) while it runs; a second task on
-  the same item fails with a one-line error naming the holder. A lock whose process is gone (a killed
-  job on this host) is stale and taken over.
+  written atomically (temporary name, then rename), so a killed task leaves no part.
+- *One writer per item.* A task holds the output lock of its part (massmap.io.locks: a flock on
+  ``.tile-0000I.h5.lock``) while it runs; a second task on the same item fails with a one-line error
+  naming the holder's pid. The lock dies with its process, so a killed job leaves nothing to clean up.
 - *No foreign parts.* Every part records the plan id (a hash of the resolved config, the catalog's
   content and the tile list); the merge refuses missing, foreign or damaged parts, naming them.
 """
@@ -35,6 +35,7 @@ import numpy as np
 from massmap import __version__
 from massmap.config import Config, load_config, to_dict
 from massmap.errors import ConfigError, InputError
+from massmap.io.locks import is_locked, output_lock
 from massmap.io.output import atomic_path, check_output
 from massmap.pipeline.reconstruct_healpix import (compute_maps_healpix, parse_healpix_methods, read_healpix_shear,
                                                   write_healpix_reconstruction)
@@ -54,10 +55,6 @@ def _sha256(path: str | Path) -> str:
 
 def part_path(run_dir: str | Path, index: int) -> Path:
     return Path(run_dir) / "tiles" / f"tile-{index:05d}.h5"
-
-
-def _lock_path(run_dir: str | Path, index: int) -> Path:
-    return Path(run_dir) / "tiles" / f"tile-{index:05d}.lock"
 
 
 def plan_survey(config: Config, catalog: str | Path, run_dir: str | Path, method: str = "posterior",
@@ -138,35 +135,6 @@ def _setup(plan: dict):
     return config, cat, sigma_e, data, info, tplan
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has finished
-    except (OSError, IndexError):
-        return False
-
-
-def _acquire(lock: Path, index: int) -> None:
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "date": time.time()}
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                holder = json.loads(lock.read_text())
-            except (OSError, ValueError):
-                holder = {}
-            if holder.get("host") == me["host"] and not _process_alive(int(holder.get("pid", -1))):
-                lock.unlink(missing_ok=True)  # stale: its run was killed
-                continue
-            raise InputError(f"tile {index} is being run by pid {holder.get('pid', '?')} on "
-                             f"{holder.get('host', '?')} (lock '{lock}'); remove the lock if that run is dead") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        return
-    raise InputError(f"cannot take the lock '{lock}' of tile {index}")
-
-
 def read_part(path: Path, plan_id: str, index: int) -> tuple[TileResult | None, dict]:
     """A part file: (tile result or None for an empty tile, its provenance). InputError if not valid."""
     import h5py
@@ -217,36 +185,39 @@ def run_survey_tile(run_dir: str | Path, index: int | None = None) -> dict[str, 
     plan = read_plan(run_dir)
     index = task_index(index, plan["n_tiles"])
     path = part_path(run_dir, index)
-    if path.exists():
-        try:
-            read_part(path, plan["plan_id"], index)
+    if _valid_part(path, plan["plan_id"], index):
+        return {"index": index, "part": str(path), "skipped": True}
+    with output_lock([path]):  # one writer per part (massmap.io.locks); released when the process dies
+        if _valid_part(path, plan["plan_id"], index):  # written by a run that held the lock before us
             return {"index": index, "part": str(path), "skipped": True}
-        except InputError:
-            pass  # damaged or foreign: run it again
-    lock = _lock_path(run_dir, index)
-    _acquire(lock, index)
-    try:
         t0 = time.perf_counter()
         config, cat, sigma_e, _, _, tplan = _setup(plan)
         res = run_tile(tplan, cat, sigma_e, index)
         _write_part(path, plan["plan_id"], index, res, time.perf_counter() - t0)
-    finally:
-        lock.unlink(missing_ok=True)
     return {"index": index, "part": str(path), "skipped": False, "empty": res is None}
 
 
+def _valid_part(path: Path, plan_id: str, index: int) -> bool:
+    """Whether ``path`` is a readable part of this plan's tile (a damaged or foreign one is redone)."""
+    if not path.exists():
+        return False
+    try:
+        read_part(path, plan_id, index)
+    except InputError:
+        return False
+    return True
+
+
 def survey_status(run_dir: str | Path) -> dict[str, list[int]]:
-    """Which tiles are done (valid part), running (lock), or missing."""
+    """Which tiles are done (valid part), running (its lock is held), or missing."""
     plan = read_plan(run_dir)
     done, running, missing = [], [], []
     for i in range(plan["n_tiles"]):
-        try:
-            if part_path(run_dir, i).exists() and read_part(part_path(run_dir, i), plan["plan_id"], i):
-                done.append(i)
-                continue
-        except InputError:
-            pass
-        (running if _lock_path(run_dir, i).exists() else missing).append(i)
+        path = part_path(run_dir, i)
+        if _valid_part(path, plan["plan_id"], i):
+            done.append(i)
+        else:
+            (running if is_locked(path) else missing).append(i)
     return {"done": done, "running": running, "missing": missing}
 
 
