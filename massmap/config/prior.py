@@ -28,6 +28,8 @@ class PriorConfig:
     blocks_per_level: int = 1  # residual blocks per level (down and up paths)
     embed_dim: int = 64  # width of the σ embedding (Fourier features of log σ → MLP)
     hybrid: bool = False  # score = analytic Gaussian score (empirical C_ℓ) + learned residual
+    residual: Optional[Literal["edm", "mean-shift"]] = None  # how the network output enters the residual;
+    # null = 'mean-shift' (score −(S + σ²)⁻¹(x − σF), stable at small σ) for a hybrid prior, else 'edm'
     spectral_norm: bool = True  # spectral normalisation of every conv operator (power iteration)
     spectral_norm_bound: float = 4.0  # each conv operator's norm is capped at this value
     # --- denoising score matching ---
@@ -83,6 +85,13 @@ class PriorConfig:
             raise _err("final_lr_fraction", f"must be in [0, 1], got {self.final_lr_fraction}")
         if not 0 <= self.ema_decay < 1:
             raise _err("ema_decay", f"must be in [0, 1), got {self.ema_decay}")
+
+
+def residual_form(pc: PriorConfig) -> str:
+    """The resolved ``prior.residual``: given, else 'mean-shift' for a hybrid prior and 'edm' otherwise."""
+    if pc.residual is not None:
+        return pc.residual
+    return "mean-shift" if pc.hybrid else "edm"
 
 
 SIGMA_MIN_FRACTION, SIGMA_MAX_FRACTION = 0.01, 10.0  # null prior.sigma_min / sigma_max, × training κ std

@@ -29,6 +29,7 @@ import numpy as np
 
 from massmap.io.inputs import reason
 from massmap.io.output import InputError, atomic_path
+from massmap.prior.dsm import RESIDUALS
 from massmap.prior.learned import HybridPrior, LearnedPrior, parameter_template
 from massmap.prior.unet import UNetSpec
 
@@ -120,6 +121,29 @@ def _read(path: Path):
     return attrs, params, tables, history
 
 
+def prior_pixel_size(path: str | Path) -> float:
+    """The training pixel scale (arcmin) recorded in a prior file, reading only its attributes."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise InputError(f"'{path}' is not a massmap prior (made by massmap train-prior)")
+            pix = float(f.attrs["pixel_size_arcmin"])
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise InputError(f"'{path}' is not a readable massmap prior ({reason(err)})") from None
+    if not (np.isfinite(pix) and pix > 0):
+        raise InputError(f"'{path}' is not a valid massmap prior (pixel_size_arcmin {pix:g})")
+    return pix
+
+
+def shipped_priors(folder: str | Path) -> list[tuple[Path, float]]:
+    """The prior files (``*.h5``) in ``folder`` with their pixel scales, sorted by name."""
+    folder = Path(folder)
+    return [(p, prior_pixel_size(p)) for p in sorted(folder.glob("*.h5"))] if folder.is_dir() else []
+
+
 def load_prior(path: str | Path) -> LearnedPrior:
     """Read a prior written by ``massmap train-prior`` into a :class:`~massmap.prior.learned.LearnedPrior`
     (or :class:`~massmap.prior.learned.HybridPrior`); InputError (one line) for any other file."""
@@ -135,7 +159,7 @@ def load_prior(path: str | Path) -> LearnedPrior:
         spec = UNetSpec(channels=tuple(int(c) for c in arch["channels"]),
                         blocks_per_level=int(arch["blocks_per_level"]), embed_dim=int(arch["embed_dim"]),
                         spectral_norm=False, spectral_norm_bound=float(arch["spectral_norm_bound"]),
-                        n_fourier=int(arch["n_fourier"]))
+                        n_fourier=int(arch["n_fourier"]), residual=str(arch.get("residual", "edm")))
         pix, npix = float(meta["pixel_size_arcmin"]), int(meta["npix"])
         mean, std = float(meta["kappa_mean"]), float(meta["kappa_std"])
         smin, smax = float(meta["sigma_min"]), float(meta["sigma_max"])
@@ -144,9 +168,10 @@ def load_prior(path: str | Path) -> LearnedPrior:
         raise InputError(f"'{path}' is not a valid massmap prior (bad attribute: {err})") from None
     if not (np.all(np.isfinite([pix, mean, std, smin, smax])) and pix > 0 and std > 0 and 0 < smin < smax
             and 1 <= npix <= MAX_NPIX and 1 <= len(spec.channels) <= 8 and 1 <= spec.blocks_per_level <= 16
-            and all(1 <= c <= 4096 for c in spec.channels)):
+            and all(1 <= c <= 4096 for c in spec.channels) and spec.residual in RESIDUALS):
         raise InputError(f"'{path}' is not a valid massmap prior (attributes out of range: npix {npix}, pixel "
-                         f"{pix:g}, kappa_std {std:g}, sigma {smin:g}..{smax:g}, channels {list(spec.channels)})")
+                         f"{pix:g}, kappa_std {std:g}, sigma {smin:g}..{smax:g}, channels {list(spec.channels)}, "
+                         f"residual {spec.residual!r})")
     if hybrid and set(tables) != {"cl_ell", "cl"}:
         raise InputError(f"'{path}' is not a valid massmap prior (hybrid prior without its C_ell table)")
     template = parameter_template(spec, npix)

@@ -22,7 +22,7 @@ import yaml
 
 from massmap import interrupts, parallel
 from massmap.config import ConfigError, dump_yaml, to_dict
-from massmap.config.prior import training_sigma_range
+from massmap.config.prior import residual_form, training_sigma_range
 from massmap.io.checkpoints import checkpoint_paths, load_checkpoint, save_checkpoint
 from massmap.io.output import InputError, check_output, provenance, write_config_sidecar, writing
 from massmap.io.space import ensure_space, hdf5_writes
@@ -69,7 +69,7 @@ def denoise_plot_path(output: str | Path) -> Path:
 def train_spec(pc, kappa_std: float, sigma_min: float, sigma_max: float) -> tuple[TrainSpec, Hyper]:
     """The static training description and the optimisation settings (σ in normalised units)."""
     unet = UNetSpec(tuple(pc.channels), pc.blocks_per_level, pc.embed_dim, pc.spectral_norm,
-                    float(pc.spectral_norm_bound))
+                    float(pc.spectral_norm_bound), residual=residual_form(pc))
     hyper = make_hyper(steps=pc.steps, learning_rate=pc.learning_rate, warmup_steps=pc.warmup_steps,
                        final_lr_fraction=pc.final_lr_fraction, weight_decay=pc.weight_decay,
                        grad_clip=pc.grad_clip, ema_decay=pc.ema_decay, sigma_min=sigma_min / kappa_std,

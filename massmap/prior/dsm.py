@@ -19,16 +19,21 @@ term b is
 Both are the same computation with a different per-mode variance array ``mode_var`` (ones for S = I),
 so a plain and a hybrid network share one compiled function.
 
-The score is s_θ(x, σ) = r_θ(x, σ) / σ ≈ ∇_x log p_σ(x), with p_σ the data density convolved with
-N(0, σ²). In κ units ∇_κ log p_σ(κ) = r_θ((κ − μ)/τ, σ/τ) / σ (the 1/τ of the chain rule cancels
-against σ_x = σ/τ), which is what :func:`massmap.io.priors.load_prior` returns.
+How the network output F enters (``UNetSpec.residual``):
 
-The DSM loss (Vincent 2011) with y = x + σu, u ~ N(0, I):
+* ``'edm'``: F / √(1 + σ²), as above (the same scale for every Fourier mode);
+* ``'mean-shift'``: F filtered per Fourier mode by w_k(σ) = σ² / (s_k + σ²). The score is then
 
-    L(θ) = E_{x, σ, u} (1/N) ‖u + r_θ(x + σu, σ)‖²,
+      s = −(S + σ²)⁻¹ (x − σ F),
 
-minimised by r* = σ ∇ log p_σ (Tweedie); it is 1 for a zero score and its minimum is
-1 − σ² E‖∇ log p_σ‖²/N. σ is drawn log-uniformly (default) or uniformly on [σ_min, σ_max].
+  the score of a Gaussian of covariance S + σ² whose mean σF is learned: the network shifts the
+  Wiener estimate, it cannot remove the Gaussian restoring force. If F responds to x with a gain H,
+  mode k feels −(1 − σ c H)(s_k + σ²)⁻¹ x_k, restoring for every mode while σ c H < 1. With the
+  'edm' scale the same response gives −(s_k + σ²)⁻¹ x_k + c² H x_k / σ, which overturns the weak
+  restoring force of the large-scale modes (s_k ≫ σ²) at small σ already for H ≈ σ/(c² s_k): long
+  chains at small σ then run away to maps with orders of magnitude too much large-scale power
+  (measured on PM maps, docs/priors.md). Where noise dominates (s_k ≪ σ²) both forms agree (w_k → 1).
+  With a white S (plain prior) w_k = σ²/(1 + σ²) for every mode.
 """
 from __future__ import annotations
 
@@ -38,6 +43,8 @@ import jax.numpy as jnp
 
 from massmap.prior.gaussian import gaussian_score
 from massmap.prior.unet import ScoreUNet, UNetSpec
+
+RESIDUALS = ("edm", "mean-shift")  # how the network output enters the residual (module docstring)
 
 
 def sample_sigma(key: jax.Array, shape: tuple, sigma_min: float, sigma_max: float,
@@ -64,12 +71,26 @@ def white_mode_variance(ny: int, nx: int) -> jnp.ndarray:
 def residual_network(spec: UNetSpec) -> hk.TransformedWithState:
     """Haiku transform of (x, σ, mode_var) ↦ r_θ(x, σ); x (B, ny, nx) normalised maps, σ (B,)."""
 
+    if spec.residual not in RESIDUALS:
+        raise ValueError(f"unknown residual form {spec.residual!r} (one of {', '.join(RESIDUALS)})")
+
     def forward(x, sigma, mode_var):
         c = 1.0 / jnp.sqrt(1.0 + sigma * sigma)
         f = ScoreUNet(spec)(x * c[:, None, None], jnp.log(sigma))
-        return base_residual(x, sigma, mode_var) + f * c[:, None, None]
+        if spec.residual == "mean-shift":
+            f = mean_shift_output(f, sigma, mode_var)
+        else:
+            f = f * c[:, None, None]
+        return base_residual(x, sigma, mode_var) + f
 
     return hk.transform_with_state(forward)
+
+
+def mean_shift_output(f: jnp.ndarray, sigma: jnp.ndarray, mode_var: jnp.ndarray) -> jnp.ndarray:
+    """F⁻¹[σ² / (s_k + σ²) · F f] for (B, ny, nx) network outputs (the 'mean-shift' residual form)."""
+    sig2 = (sigma * sigma)[:, None, None]
+    w = sig2 / (mode_var + sig2)
+    return jnp.fft.ifft2(jnp.fft.fft2(f) * w).real.astype(f.dtype)
 
 
 def dsm_loss(net: hk.TransformedWithState, params, state, clean: jnp.ndarray, sigma: jnp.ndarray,
