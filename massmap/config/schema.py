@@ -25,16 +25,29 @@ class GridConfig:
     """Flat-sky map grid: gnomonic (TAN) projection about ``center``."""
 
     center: Optional[tuple[float, float]] = None  # (RA, Dec) in deg; null = centre of the catalog
-    pixel_size_arcmin: float = 1.0
+    pixel_size_arcmin: Optional[float] = None  # null: the learned prior's scale, else DEFAULT_PIXEL_SIZE_ARCMIN
     npix: Optional[int] = None  # pixels per side; null = just covers the catalog's extent
 
     def __post_init__(self):
-        if not self.pixel_size_arcmin > 0:
+        if self.pixel_size_arcmin is not None and not self.pixel_size_arcmin > 0:
             raise ConfigError(f"config key 'grid.pixel_size_arcmin' must be > 0, got {self.pixel_size_arcmin}")
         if self.npix is not None and not 0 < self.npix <= MAX_NPIX:
             raise ConfigError(f"config key 'grid.npix' must be a positive integer <= {MAX_NPIX}, got {self.npix}")
         if self.center is not None and not -90 <= self.center[1] <= 90:
             raise ConfigError(f"config key 'grid.center': Dec must be within [-90, 90], got {self.center[1]}")
+
+
+DEFAULT_PIXEL_SIZE_ARCMIN = 1.0  # a null grid.pixel_size_arcmin without a learned prior
+
+
+def grid_pixel_size(gc: GridConfig, prior_pixel_size_arcmin: float | None = None) -> float:
+    """The resolved ``grid.pixel_size_arcmin``: given, else the learned prior's pixel scale (the run's
+    posterior prior), else DEFAULT_PIXEL_SIZE_ARCMIN."""
+    if gc.pixel_size_arcmin is not None:
+        return float(gc.pixel_size_arcmin)
+    if prior_pixel_size_arcmin is not None:
+        return float(prior_pixel_size_arcmin)
+    return DEFAULT_PIXEL_SIZE_ARCMIN
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import numpy as np
 from massmap.binning import BinnedShear, ShearCatalog, bin_shear, estimate_sigma_e
 from massmap.config import Config
 from massmap.config.physics import cosmology_of, sources_of
+from massmap.config.schema import grid_pixel_size
 from massmap.cosmology import kappa_cl
 from massmap.errors import InputError
 from massmap.geometry import grid_from_catalog
@@ -41,8 +42,12 @@ def read_shear_catalog(path: str | Path, config: Config, maps: str = "map") -> t
     return cat, float(sigma_e), info
 
 
-def load_flat_shear(path: str | Path, config: Config) -> tuple[BinnedShear, dict[str, Any]]:
-    """A FITS shear catalog binned on the configured grid, or a binned shear map read as it is."""
+def load_flat_shear(path: str | Path, config: Config,
+                    prior_pixel_size_arcmin: float | None = None) -> tuple[BinnedShear, dict[str, Any]]:
+    """A FITS shear catalog binned on the configured grid, or a binned shear map read as it is.
+
+    ``prior_pixel_size_arcmin``: the learned prior's pixel scale, which a null ``grid.pixel_size_arcmin``
+    takes (massmap.config.schema.grid_pixel_size)."""
     path = str(path)
     if is_binned_shear(path):
         grid, g1, g2, noise, mask = read_binned_shear(path)
@@ -50,7 +55,7 @@ def load_flat_shear(path: str | Path, config: Config) -> tuple[BinnedShear, dict
     cat, sigma_e, info = read_shear_catalog(path, config)
     gc = config.grid
     try:
-        grid = grid_from_catalog(cat.ra, cat.dec, gc.pixel_size_arcmin, gc.center, gc.npix)
+        grid = grid_from_catalog(cat.ra, cat.dec, grid_pixel_size(gc, prior_pixel_size_arcmin), gc.center, gc.npix)
     except ValueError as err:
         raise InputError(f"catalog '{path}': {err}; set grid.npix and grid.center, or use --geometry healpix") from None
     binned = bin_shear(cat, grid, sigma_e)

@@ -26,7 +26,8 @@ from massmap.prior.base import PIXEL_RTOL, Prior, check_grid
 from massmap.prior.gaussian import GaussianPrior
 
 METHODS = ("posterior", "map")
-DEFAULT_PRIOR = Path(__file__).resolve().parent.parent / "data" / "priors" / "default.h5"
+SHIPPED_PRIORS = Path(__file__).resolve().parent.parent / "data" / "priors"  # *.h5, chosen by pixel scale
+DEFAULT_PRIOR = SHIPPED_PRIORS / "default.h5"  # the shipped prior when the pixel scale is not set
 POSTERIOR_KEY = 2  # the posterior's named key: fold_in(PRNGKey(seed), POSTERIOR_KEY)
 
 
@@ -43,15 +44,36 @@ class PosteriorRun(NamedTuple):
     interrupted: bool = False  # Ctrl-C stopped sampling; ``posterior`` holds the samples finished
 
 
-def learned_prior(pc: PosteriorConfig) -> Prior | None:
+def shipped_prior(pixel_size_arcmin: float | None = None) -> Path | None:
+    """The shipped prior (massmap/data/priors) for a pixel scale: the one trained at that scale (the
+    default one first when several are); for None, ``default.h5``. None when no prior is shipped; an
+    InputError listing the shipped priors and their scales when none matches."""
+    from massmap.io.priors import shipped_priors
+
+    shipped = shipped_priors(SHIPPED_PRIORS)
+    if not shipped:
+        return None
+    if pixel_size_arcmin is None:
+        return DEFAULT_PRIOR if DEFAULT_PRIOR.exists() else shipped[0][0]
+    match = [p for p, pix in shipped if abs(pix / float(pixel_size_arcmin) - 1.0) <= PIXEL_RTOL]
+    if not match:
+        have = ", ".join(f"{p.name} ({pix:g} arcmin)" for p, pix in shipped)
+        raise InputError(f"no shipped prior for {float(pixel_size_arcmin):g} arcmin pixels (shipped: {have}); "
+                         "set grid.pixel_size_arcmin to one of these, or posterior.prior to a prior file or "
+                         "'gaussian'")
+    return DEFAULT_PRIOR if DEFAULT_PRIOR in match else match[0]
+
+
+def learned_prior(pc: PosteriorConfig, pixel_size_arcmin: float | None = None) -> Prior | None:
     """The learned prior named by ``posterior.prior``, or None for the Gaussian prior: 'gaussian' → None;
-    a path → the prior in that file; null → the shipped default prior when it exists, else None."""
+    a path → the prior in that file; null → the shipped prior for ``pixel_size_arcmin``
+    (:func:`shipped_prior`; the default one for None) when priors are shipped, else None."""
     if pc.prior == "gaussian":
         return None
     if pc.prior is None:
-        if not DEFAULT_PRIOR.exists():
+        path = shipped_prior(pixel_size_arcmin)
+        if path is None:
             return None
-        path = DEFAULT_PRIOR
     else:
         path = Path(pc.prior)
         if not path.exists():
@@ -61,10 +83,25 @@ def learned_prior(pc: PosteriorConfig) -> Prior | None:
     return load_prior(path)
 
 
-def resolve_prior(pc: PosteriorConfig, gaussian: GaussianPrior) -> Prior:
-    """The prior of ``posterior.prior`` (:func:`learned_prior`), with ``gaussian`` (the signal C_ℓ) standing
-    for the Gaussian prior."""
-    prior = learned_prior(pc)
+def prior_pixel_scale(pc: PosteriorConfig, methods: Sequence[str]) -> float | None:
+    """The pixel scale of the learned prior ``methods`` would use (None: no learned prior): what a null
+    ``grid.pixel_size_arcmin`` resolves to (massmap.config.schema.grid_pixel_size)."""
+    if not set(methods) & set(METHODS) or pc.prior == "gaussian":
+        return None
+    from massmap.io.priors import prior_pixel_size
+
+    if pc.prior is None:
+        path = shipped_prior(None)
+        return None if path is None else prior_pixel_size(path)
+    if not Path(pc.prior).exists():
+        raise InputError(f"prior file '{pc.prior}' (posterior.prior) does not exist")
+    return prior_pixel_size(pc.prior)
+
+
+def resolve_prior(pc: PosteriorConfig, gaussian: GaussianPrior, pixel_size_arcmin: float | None = None) -> Prior:
+    """The prior of ``posterior.prior`` (:func:`learned_prior`, the shipped one chosen for the map's
+    ``pixel_size_arcmin``), with ``gaussian`` (the signal C_ℓ) standing for the Gaussian prior."""
+    prior = learned_prior(pc, pixel_size_arcmin)
     return gaussian if prior is None else prior
 
 

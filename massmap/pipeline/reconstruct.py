@@ -17,7 +17,8 @@ from massmap.ops.shear import crop_map, kaiser_squires, pad_map
 from massmap.ops.spectra import ell_grid
 from massmap.ops.wiener import wiener_cg, wiener_fourier
 from massmap.pipeline.inputs import load_flat_shear, parse_methods, signal_prior
-from massmap.pipeline.posterior import PosteriorRun, posterior_key, posterior_maps, resolve_prior
+from massmap.pipeline.posterior import (PosteriorRun, posterior_key, posterior_maps, prior_pixel_scale,
+                                       resolve_prior)
 from massmap.pipeline.wiener import uniform_noise, use_closed_form, warn_unconverged
 
 METHODS = ("ks", "wiener", "posterior", "map")
@@ -45,7 +46,7 @@ def compute_maps(shear: BinnedShear, config: Config, methods: tuple[str, ...], p
         info["signal_cl"] = signal.source
     wanted = tuple(m for m in ("posterior", "map") if m in methods)
     if wanted:
-        prior = resolve_prior(config.posterior, signal)
+        prior = resolve_prior(config.posterior, signal, pix)
         run = posterior_maps(shear, config.posterior, pad, posterior_key(config.seed), prior, reference=signal,
                              methods=wanted, progress=progress)
         info["posterior"] = run
@@ -90,7 +91,7 @@ def run_reconstruct(config: Config, input_path: str | Path, output: str | Path, 
     """
     out_path = check_output(output, overwrite)
     methods = parse_methods(method, METHODS)
-    shear, info = load_flat_shear(input_path, config)
+    shear, info = load_flat_shear(input_path, config, prior_pixel_scale(config.posterior, methods))
     maps, run_info = compute_maps(shear, config, methods, progress=progress)
     info.update(run_info)
     images = dict(maps)

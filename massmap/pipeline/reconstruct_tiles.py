@@ -77,7 +77,7 @@ def plan_tiles(mask: np.ndarray, config: Config, methods: Sequence[str]) -> Tile
     hc = config.healpix
     wanted = tuple(m for m in TILE_METHODS if m in methods)
     nside = hp.npix2nside(np.asarray(mask).size)
-    learned = learned_prior(config.posterior)
+    learned = learned_prior(config.posterior, hc.tile_pixel_size_arcmin)
     pix = tile_pixel_size(hc, learned.pixel_size_arcmin if learned is not None else None,
                           float(np.degrees(hp.nside2resol(nside)) * 60.0))
     n = tile_npix(hc.tile_size_deg, pix, config.pad, learned.grid_multiple if learned is not None else 2)
