@@ -2,21 +2,26 @@
 
     python benchmarks/validate_posterior.py [--prior PRIOR.h5|gaussian] [--fields 4] [--n-samples 64]
                                             [--chains C] [--seed 1000] [--npix N] [--pad P]
-                                            [--out benchmarks/results/posterior]
-                                            [--set posterior.KEY=VALUE ...]
+                                            [--fields-config CONFIG | --fields-from MAPS.h5 | --kind grf]
+                                            [--out benchmarks/results/posterior] [--set KEY=VALUE ...]
 
-Runs the user-facing pipeline, in one process, on ``--fields`` fields drawn from the demo's
-distribution (configs/demo.yaml: shifted-lognormal κ, 64² pixels of 1′, 30 galaxies/arcmin²,
-σ_e = 0.26, pad 16; ``--npix``/``--pad`` change the size), with a simulation seed (``--seed``) different from the one that made the prior's
-training maps (configs/prior-default.yaml, seed 2024), so the fields are held out:
+Runs the user-facing pipeline, in one process, on ``--fields`` held-out fields: by default drawn from
+the demo's distribution (configs/demo.yaml: shifted-lognormal κ, 64² pixels of 1′, 30 galaxies/arcmin²,
+σ_e = 0.26, pad 16; ``--kind grf`` for Gaussian fields of the same C_ℓ, ``--npix``/``--pad`` change the
+size), or simulated from ``--fields-config`` (e.g. configs/heldout-pm-1arcmin.yaml: PM ray-traced
+fields of a seed never used for training), or read from ``--fields-from MAPS.h5``; always with a
+simulation seed different from the one that made the prior's training maps:
 
     massmap simulate → mock-catalog --index i → reconstruct --method all --prior P → summarize --truth
 
 and collects from each summary (metrics.json) the RMSE and Pearson r against the truth inside the mask
-for every method, and the posterior's per-pixel coverage of the 68% and 95% credible intervals. Prints
-a markdown table (per field, and mean ± standard error over fields) and writes
-``OUT/validate_posterior.json``. The issue's target: the posterior mean beats Wiener and smoothed KS
-in RMSE and r, and coverage is within a few percent of nominal.
+for every method, and the posterior's per-pixel coverage of the 68% and 95% credible intervals. The
+samples' statistics are compared with the truth's over all fields: band powers (field-average
+C_ℓ(samples)/C_ℓ(truth) per band, with its spread), peak counts per S/N bin of truth/σ against
+sample/σ, and the one-point κ PDF on common bins (OUT/sample_statistics.png). Prints markdown tables
+and writes ``OUT/validate_posterior.json``. The issue-13 targets: posterior mean r ≥ r_Wiener + 0.05
+and RMSE ≤ 0.95 RMSE_Wiener on average and better than Wiener on every field; sample C_ℓ within 10%
+up to half the Nyquist ℓ; coverage within 3 points of nominal; ≤ 400 score evaluations per sample.
 """
 from __future__ import annotations
 
@@ -95,6 +100,98 @@ def run_field(out: Path, maps: Path, index: int, seed: int, prior: str, n_sample
     return row
 
 
+PDF_EDGES = np.linspace(-0.06, 0.14, 21)  # common κ bins of the one-point PDF over fields (1′ maps)
+
+
+def sample_statistics_over_fields(out: Path, n_fields: int) -> dict:
+    """Band-power ratios, peak counts and one-point PDFs of the samples against the truth, per field and
+    over the fields (from each field's metrics.json; the PDF recomputed on common bins ``PDF_EDGES``)."""
+    from astropy.io import fits
+
+    ratios, peaks_t, peaks_s, pdf_t, pdf_s = [], [], [], [], []
+    ps = pk = None
+    for i in range(n_fields):
+        d = out / f"field{i:02d}"
+        m = json.loads((d / "summary" / "metrics.json").read_text())["sample_statistics"]
+        ps, pk = m["power_spectrum"], m["peak_counts"]
+        ratios.append(np.asarray(ps["ratio"], float))
+        peaks_t.append(np.asarray(pk["truth"], float))
+        peaks_s.append(np.asarray(pk["samples_mean"], float))
+        with fits.open(d / "recon.fits") as h, fits.open(d / "truth.fits") as t:
+            samples, mask = np.asarray(h["KAPPA_SAMPLES"].data, float), np.asarray(h["MASK"].data) > 0
+            truth = np.asarray(t["KAPPA"].data, float)
+        width = np.diff(PDF_EDGES)
+        pdf_t.append(np.histogram(truth[mask], PDF_EDGES)[0] / (mask.sum() * width))
+        pdf_s.append(np.mean([np.histogram(x[mask], PDF_EDGES)[0] for x in samples], axis=0) / (mask.sum() * width))
+    ratios = np.array(ratios)
+    ell, edges = np.asarray(ps["ell"]), np.asarray(ps["ell_edges"])
+    half_nyquist = 0.5 * np.pi / np.radians(1.0 / 60.0) if ps.get("ell_limit") is None else float(ps["ell_limit"])
+    compared = edges[1:] <= half_nyquist * (1 + 1e-9)
+    mean_ratio = ratios.mean(0)
+    spread = ratios.std(0, ddof=1) / np.sqrt(len(ratios)) if len(ratios) > 1 else np.full(len(ell), np.nan)
+    pt, pst = np.array(peaks_t), np.array(peaks_s)
+    return {"ell": ell, "ell_limit": half_nyquist, "cl_ratio_per_field": ratios, "cl_ratio_mean": mean_ratio,
+            "cl_ratio_sem": spread, "cl_bins_compared": compared,
+            "cl_max_abs_deviation": float(np.nanmax(np.abs(mean_ratio[compared] - 1.0))) if compared.any() else None,
+            "snr_edges": np.asarray(pk["snr_edges"]), "peaks_truth_mean": pt.mean(0), "peaks_truth_std": pt.std(0, ddof=1),
+            "peaks_samples_mean": pst.mean(0), "peaks_samples_std": pst.std(0, ddof=1),
+            "kappa_edges": PDF_EDGES, "pdf_truth_mean": np.mean(pdf_t, 0), "pdf_truth_std": np.std(pdf_t, 0, ddof=1),
+            "pdf_samples_mean": np.mean(pdf_s, 0), "pdf_samples_std": np.std(pdf_s, 0, ddof=1)}
+
+
+def print_sample_statistics(st: dict) -> None:
+    print(f"\nsamples' band powers / truth's, field average ± s.e. (bands up to half Nyquist, ℓ ≤ {st['ell_limit']:.0f}, "
+          f"marked *): max |ratio − 1| = {st['cl_max_abs_deviation']:.3f}")
+    print("| ℓ | " + " | ".join(f"{e:.0f}{'*' if c else ''}" for e, c in zip(st["ell"], st["cl_bins_compared"])) + " |")
+    print("|---" * (len(st["ell"]) + 1) + "|")
+    print("| ratio | " + " | ".join(f"{m:.2f} ± {e:.2f}" for m, e in zip(st["cl_ratio_mean"], st["cl_ratio_sem"])) + " |")
+    e = st["snr_edges"]
+    print("\npeaks per field per S/N bin (truth/σ vs sample/σ; mean ± std over fields)")
+    print("| S/N | " + " | ".join(f"{a:g}–{b:g}" for a, b in zip(e[:-1], e[1:])) + " |")
+    print("|---" * len(e) + "|")
+    print("| truth | " + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(st["peaks_truth_mean"], st["peaks_truth_std"])) + " |")
+    print("| samples | " + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(st["peaks_samples_mean"], st["peaks_samples_std"])) + " |")
+    k = st["kappa_edges"]
+    print("\none-point PDF of κ in the pixels with data (density; mean ± std over fields)")
+    print("| κ | " + " | ".join(f"{0.5 * (a + b):.3f}" for a, b in zip(k[:-1], k[1:])) + " |")
+    print("|---" * len(k) + "|")
+    print("| truth | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(st["pdf_truth_mean"], st["pdf_truth_std"])) + " |")
+    print("| samples | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(st["pdf_samples_mean"], st["pdf_samples_std"])) + " |")
+
+
+def plot_sample_statistics(st: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+    for r in st["cl_ratio_per_field"]:
+        ax[0].semilogx(st["ell"], r, color="0.8", lw=0.8)
+    ax[0].errorbar(st["ell"], st["cl_ratio_mean"], st["cl_ratio_sem"], color="C0", marker="o", label="field average")
+    ax[0].axhline(1, color="k", lw=0.8)
+    ax[0].axhspan(0.9, 1.1, color="C2", alpha=0.15, label="±10%")
+    ax[0].axvline(st["ell_limit"], color="k", ls=":", lw=0.8)
+    ax[0].set(xlabel="ℓ", ylabel="C_ℓ(samples) / C_ℓ(truth)", ylim=(0, 3))
+    ax[0].legend(fontsize=8)
+    e = st["snr_edges"]
+    c = 0.5 * (e[:-1] + e[1:])
+    ax[1].errorbar(c - 0.08, st["peaks_truth_mean"], st["peaks_truth_std"], marker="s", ls="", label="truth / σ")
+    ax[1].errorbar(c + 0.08, st["peaks_samples_mean"], st["peaks_samples_std"], marker="o", ls="", label="samples / σ")
+    ax[1].set(xlabel="S/N", ylabel="peaks per field", yscale="symlog")
+    ax[1].legend(fontsize=8)
+    k = st["kappa_edges"]
+    kc = 0.5 * (k[:-1] + k[1:])
+    ax[2].errorbar(kc, st["pdf_truth_mean"], st["pdf_truth_std"], marker="s", ls="-", label="truth")
+    ax[2].errorbar(kc, st["pdf_samples_mean"], st["pdf_samples_std"], marker="o", ls="--", label="samples")
+    ax[2].set(xlabel="κ", ylabel="density", yscale="log")
+    ax[2].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prior", default=str(ROOT / "massmap" / "data" / "priors" / "default.h5"))
@@ -111,14 +208,23 @@ def main() -> int:
                          "simulating the demo's lognormal fields; their side must be --npix (default 64)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="extra config override for reconstruct (e.g. posterior.thin=3); repeatable")
+    ap.add_argument("--fields-config", default=None, metavar="CONFIG",
+                    help="simulate the held-out fields with this config (its simulate section and seed; "
+                         "e.g. configs/heldout-pm-1arcmin.yaml); --seed then seeds only the mock catalogs")
+    ap.add_argument("--kind", default=None, choices=("lognormal", "grf"),
+                    help="kind of the simulated demo-like fields (default: the demo's lognormal)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     maps = Path(args.fields_from) if args.fields_from else out / "fields.h5"
     size = size_overrides(args.npix, args.pad)
-    if not args.fields_from:
+    if args.fields_config:
+        massmap("simulate", "-o", str(maps), "--config", str(args.fields_config), "--set",
+                f"simulate.n_maps={args.fields}", "--overwrite", "--quiet", "--resume")
+    elif not args.fields_from:
+        kind = ["--set", f"simulate.kind={args.kind}"] if args.kind else []
         massmap("simulate", "-o", str(maps), "--config", str(CONFIG), "--set", f"seed={args.seed}",
-                "--set", f"simulate.n_maps={args.fields}", "--overwrite", "--quiet", *size)
+                "--set", f"simulate.n_maps={args.fields}", "--overwrite", "--quiet", *kind, *size)
     rows = []
     for i in range(args.fields):
         rows.append(run_field(out, maps, i, args.seed, args.prior, args.n_samples, args.chains, args.overrides,
@@ -144,9 +250,15 @@ def main() -> int:
     if "posterior_r" in rows[0]:
         better = [r["posterior_r"] > r["wiener_r"] and r["posterior_rmse"] < r["wiener_rmse"] for r in rows]
         print(f"\nposterior mean beats Wiener (higher r and lower RMSE) on {sum(better)} of {len(rows)} fields")
+    stats = sample_statistics_over_fields(out, args.fields) if "posterior_r" in rows[0] else {}
+    if stats:
+        print_sample_statistics(stats)
+        plot_sample_statistics(stats, out / "sample_statistics.png", f"{args.fields} fields, prior {Path(args.prior).name}")
     (out / "validate_posterior.json").write_text(json.dumps(
         dict(prior=args.prior, overrides=args.overrides, fields=args.fields, npix=args.npix, pad=args.pad, seed=args.seed, n_samples=args.n_samples, chains=args.chains,
-             device=jax.devices()[0].device_kind, rows=rows, summary=summary), indent=1))
+             fields_config=args.fields_config, fields_from=args.fields_from, kind=args.kind or "lognormal",
+             device=jax.devices()[0].device_kind, rows=rows, summary=summary, sample_statistics=stats),
+        indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
     return 0
 
 
