@@ -43,3 +43,6 @@ def train_prior(data, output, config_files, overrides, resume, overwrite, quiet)
     m = result.metrics
     click.echo(f"wrote {result.path} (validation DSM loss {m['val_loss']:.4f}; zero score 1, analytic "
                f"base term {m['val_loss_analytic_base']:.4f}) and {result.plot}")
+    ratios = ", ".join(f"{d['sigma_from']:.0e}–{d['sigma_to']:.0e}: {d['denoiser_rmse_ratio']:.3f}"
+                       for d in m["val_loss_per_sigma_decade"])
+    click.echo(f"denoiser RMSE / Wiener denoiser RMSE per σ decade (κ units): {ratios}")

@@ -111,12 +111,24 @@ def _config_diff(a: dict, b: dict, prefix: str = "") -> str | None:
     return None
 
 
-def _sigma_decades(sigma: np.ndarray, losses: np.ndarray, base: np.ndarray) -> list[dict]:
-    """Validation loss of the network and of the analytic base term alone, per decade of σ (κ units)."""
+def _sigma_decades(sigma: np.ndarray, losses: np.ndarray, base: np.ndarray, wiener: np.ndarray) -> list[dict]:
+    """Per decade of σ (κ units): validation loss of the network and of the analytic base term alone, and
+    the RMSE (κ units) of the network's Tweedie denoiser against the Wiener denoiser of the training C_ℓ.
+
+    The denoiser error is D − κ = σ(u + r) (y = κ + σu, D = y + σ r), so a map's squared error per pixel
+    is σ² × its DSM loss: the RMSE over a decade is √mean(σ² loss), for the network and for the Wiener
+    residual r_W = −σ(S + σ²)⁻¹ y alike.
+    """
     dec = np.floor(np.log10(sigma) + 1e-9).astype(int)
-    return [{"sigma_from": float(10.0**d), "sigma_to": float(10.0 ** (d + 1)), "n": int((dec == d).sum()),
-             "val_loss": float(losses[dec == d].mean()), "val_loss_analytic_base": float(base[dec == d].mean())}
-            for d in np.unique(dec)]
+    out = []
+    for d in np.unique(dec):
+        sel = dec == d
+        rmse = float(np.sqrt(np.mean(sigma[sel] ** 2 * losses[sel])))
+        rmse_w = float(np.sqrt(np.mean(sigma[sel] ** 2 * wiener[sel])))
+        out.append({"sigma_from": float(10.0**d), "sigma_to": float(10.0 ** (d + 1)), "n": int(sel.sum()),
+                    "val_loss": float(losses[sel].mean()), "val_loss_analytic_base": float(base[sel].mean()),
+                    "denoiser_rmse": rmse, "wiener_denoiser_rmse": rmse_w, "denoiser_rmse_ratio": rmse / rmse_w})
+    return out
 
 
 def run_train_prior(config, data_paths, output, resume: bool = False, overwrite: bool = False,
@@ -157,13 +169,15 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
     source = make_patch_source((train_arr - mean) / std, train_sizes, pc.npix)
     val_source = make_patch_source((val_arr - mean) / std, val_sizes, pc.npix)
 
+    # the training C_ℓ: the Gaussian term of a hybrid prior, and the Wiener denoiser the metrics compare with
+    tiles = [r.data[y:y + pc.npix, x:x + pc.npix] for r in data.train
+             for y in range(0, r.data.shape[0] - pc.npix + 1, pc.npix)
+             for x in range(0, r.data.shape[1] - pc.npix + 1, pc.npix)][:MAX_CL_PATCHES]
+    train_cl = empirical_cl(np.stack(tiles), data.pixel_size_arcmin)
+    wiener_var = jnp.asarray(hybrid_mode_variance(*train_cl, pc.npix, pc.npix, data.pixel_size_arcmin, std))
     cl_table, mode_var = None, white_mode_variance(pc.npix, pc.npix)
     if pc.hybrid:
-        tiles = [r.data[y:y + pc.npix, x:x + pc.npix] for r in data.train
-                 for y in range(0, r.data.shape[0] - pc.npix + 1, pc.npix)
-                 for x in range(0, r.data.shape[1] - pc.npix + 1, pc.npix)][:MAX_CL_PATCHES]
-        cl_table = empirical_cl(np.stack(tiles), data.pixel_size_arcmin)
-        mode_var = jnp.asarray(hybrid_mode_variance(*cl_table, pc.npix, pc.npix, data.pixel_size_arcmin, std))
+        cl_table, mode_var = train_cl, wiener_var
 
     # fixed validation set: crops, log-spaced σ over the range, noise
     k_val = jax.random.fold_in(root, 3)
@@ -253,14 +267,16 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
 
     params = exported(state)
     per_map = val_losses(params, {}, export_spec)
-    white = np.asarray(jnp.mean((val_noise + base_residual(val_clean + val_sigma[:, None, None] * val_noise,
-                                                           val_sigma, mode_var)) ** 2, axis=(-2, -1)))
+    val_noisy = val_clean + val_sigma[:, None, None] * val_noise
+    white = np.asarray(jnp.mean((val_noise + base_residual(val_noisy, val_sigma, mode_var)) ** 2, axis=(-2, -1)))
+    wiener = np.asarray(jnp.mean((val_noise + base_residual(val_noisy, val_sigma, wiener_var)) ** 2, axis=(-2, -1)))
     sig_k = np.asarray(val_sigma) * std
     metrics = {
         "val_loss": float(per_map.mean()),
         "val_loss_zero_score": 1.0,
         "val_loss_analytic_base": float(white.mean()),
-        "val_loss_per_sigma_decade": _sigma_decades(sig_k, per_map, white),
+        "val_loss_wiener": float(wiener.mean()),
+        "val_loss_per_sigma_decade": _sigma_decades(sig_k, per_map, white, wiener),
         "train_loss_last100": float(np.mean(losses[-100:])),
         "n_val_patches": n_val,
     }
