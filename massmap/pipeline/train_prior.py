@@ -34,7 +34,7 @@ from massmap.prior.dsm import base_residual, white_mode_variance
 from massmap.prior.hybrid import empirical_cl, hybrid_mode_variance
 from massmap.prior.training import (Hyper, TrainSpec, data_parallel_sharding, fold_spectral_norm, init_train,
                                     make_hyper, residual_apply, train_step, validation_loss)
-from massmap.prior.spectral_norm import periodic_conv_norm
+from massmap.prior.spectral_norm import fold_grid_norm
 from massmap.prior.unet import UNetSpec
 
 MAX_CL_PATCHES = 2048  # patches used to measure the training C_ℓ of a hybrid prior
@@ -282,7 +282,7 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
     }
     if spec.unet.spectral_norm:  # exact operator norms of the exported convs, on the estimate grids
         metrics["conv_operator_norms"] = {
-            m: periodic_conv_norm(np.asarray(params[m]["w"]), *st["v"].shape[:2])
+            m: fold_grid_norm(np.asarray(params[m]["w"]))
             for m, st in state.net_state.items() if "v" in st}
     training = {
         "data": data_args, "files": data.files, "n_input_maps": len(data.labels),

@@ -24,7 +24,7 @@ from jax.flatten_util import ravel_pytree
 
 from massmap.prior.augment import PatchSource, sample_patches
 from massmap.prior.dsm import dsm_loss, residual_network, sample_sigma
-from massmap.prior.spectral_norm import periodic_conv_norm
+from massmap.prior.spectral_norm import fold_grid_norm
 from massmap.prior.unet import UNetSpec
 
 
@@ -173,15 +173,15 @@ def residual_apply(params, x: jnp.ndarray, sigma: jnp.ndarray, mode_var: jnp.nda
 def fold_spectral_norm(params, net_state, bound: float):
     """Parameters with the spectral normalisation folded into each conv kernel (for export).
 
-    Uses the exact operator norm on the grid of the training estimate (per-mode SVD, see
-    :mod:`massmap.prior.spectral_norm`), the value the per-mode power iteration converges to. The
-    result is for the network with ``spectral_norm=False``.
+    Uses the exact operator norm on the FOLD_GRID grid (per-mode SVD, see
+    :mod:`massmap.prior.spectral_norm`), which bounds the norm on every grid whose sides divide it,
+    training grids included. The result is for the network with ``spectral_norm=False``.
     """
     out = {m: dict(p) for m, p in params.items()}
     for module, st in net_state.items():
         if "v" not in st:
             continue
         w = np.asarray(params[module]["w"])
-        sigma = periodic_conv_norm(w, *st["v"].shape[:2])
+        sigma = fold_grid_norm(w)
         out[module]["w"] = jnp.asarray(w / max(1.0, sigma / bound), jnp.float32)
     return out
