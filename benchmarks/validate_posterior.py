@@ -132,7 +132,7 @@ def sample_statistics_over_fields(out: Path, n_fields: int) -> dict:
         pdf_s.append(np.mean([np.histogram(x[mask], PDF_EDGES)[0] for x in samples], axis=0) / (mask.sum() * width))
     ratios = np.array(ratios)
     ell, edges = np.asarray(ps["ell"]), np.asarray(ps["ell_edges"])
-    half_nyquist = 0.5 * np.pi / np.radians(1.0 / 60.0) if ps.get("ell_limit") is None else float(ps["ell_limit"])
+    half_nyquist = float(ps["ell_limit"])  # half the Nyquist ℓ of the fields' pixels (summarize)
     compared = edges[1:] <= half_nyquist * (1 + 1e-9)
     mean_ratio = ratios.mean(0)
     spread = ratios.std(0, ddof=1) / np.sqrt(len(ratios)) if len(ratios) > 1 else np.full(len(ell), np.nan)
@@ -152,18 +152,21 @@ def print_sample_statistics(st: dict) -> None:
     print("| ℓ | " + " | ".join(f"{e:.0f}{'*' if c else ''}" for e, c in zip(st["ell"], st["cl_bins_compared"])) + " |")
     print("|---" * (len(st["ell"]) + 1) + "|")
     print("| ratio | " + " | ".join(f"{m:.2f} ± {e:.2f}" for m, e in zip(st["cl_ratio_mean"], st["cl_ratio_sem"])) + " |")
-    e = st["snr_edges"]
-    print("\npeaks per field per S/N bin (truth/σ vs sample/σ; mean ± std over fields)")
-    print("| S/N | " + " | ".join(f"{a:g}–{b:g}" for a, b in zip(e[:-1], e[1:])) + " |")
-    print("|---" * len(e) + "|")
-    print("| truth | " + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(st["peaks_truth_mean"], st["peaks_truth_std"])) + " |")
-    print("| samples | " + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(st["peaks_samples_mean"], st["peaks_samples_std"])) + " |")
-    k = st["kappa_edges"]
-    print("\none-point PDF of κ in the pixels with data (density; mean ± std over fields)")
-    print("| κ | " + " | ".join(f"{0.5 * (a + b):.3f}" for a, b in zip(k[:-1], k[1:])) + " |")
-    print("|---" * len(k) + "|")
-    print("| truth | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(st["pdf_truth_mean"], st["pdf_truth_std"])) + " |")
-    print("| samples | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(st["pdf_samples_mean"], st["pdf_samples_std"])) + " |")
+    e, k = st["snr_edges"], st["kappa_edges"]
+    _truth_samples_table("peaks per field per S/N bin (truth/σ vs sample/σ; mean ± std over fields)", "S/N",
+                         [f"{a:g}–{b:g}" for a, b in zip(e[:-1], e[1:])], st, "peaks", ".1f")
+    _truth_samples_table("one-point PDF of κ in the pixels with data (density; mean ± std over fields)", "κ",
+                         [f"{0.5 * (a + b):.3f}" for a, b in zip(k[:-1], k[1:])], st, "pdf", ".2f")
+
+
+def _truth_samples_table(title: str, axis: str, bins: list[str], st: dict, stat: str, fmt: str) -> None:
+    """A markdown table of ``st[stat_truth_mean/std]`` and ``st[stat_samples_mean/std]`` per bin."""
+    print(f"\n{title}")
+    print(f"| {axis} | " + " | ".join(bins) + " |")
+    print("|---" * (len(bins) + 1) + "|")
+    for who in ("truth", "samples"):
+        cells = (f"{m:{fmt}} ± {s:{fmt}}" for m, s in zip(st[f"{stat}_{who}_mean"], st[f"{stat}_{who}_std"]))
+        print(f"| {who} | " + " | ".join(cells) + " |")
 
 
 def plot_sample_statistics(st: dict, path: Path, title: str) -> None:

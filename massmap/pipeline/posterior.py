@@ -64,20 +64,25 @@ def shipped_prior(pixel_size_arcmin: float | None = None) -> Path | None:
     return DEFAULT_PRIOR if DEFAULT_PRIOR in match else match[0]
 
 
-def learned_prior(pc: PosteriorConfig, pixel_size_arcmin: float | None = None) -> Prior | None:
-    """The learned prior named by ``posterior.prior``, or None for the Gaussian prior: 'gaussian' → None;
-    a path → the prior in that file; null → the shipped prior for ``pixel_size_arcmin``
-    (:func:`shipped_prior`; the default one for None) when priors are shipped, else None."""
+def prior_path(pc: PosteriorConfig, pixel_size_arcmin: float | None = None) -> Path | None:
+    """The file of the learned prior named by ``posterior.prior``, or None for the Gaussian prior:
+    'gaussian' → None; a path → that file (InputError if absent); null → the shipped prior for
+    ``pixel_size_arcmin`` (:func:`shipped_prior`; the default one for None), None if none is shipped."""
     if pc.prior == "gaussian":
         return None
     if pc.prior is None:
-        path = shipped_prior(pixel_size_arcmin)
-        if path is None:
-            return None
-    else:
-        path = Path(pc.prior)
-        if not path.exists():
-            raise InputError(f"prior file '{pc.prior}' (posterior.prior) does not exist")
+        return shipped_prior(pixel_size_arcmin)
+    path = Path(pc.prior)
+    if not path.exists():
+        raise InputError(f"prior file '{pc.prior}' (posterior.prior) does not exist")
+    return path
+
+
+def learned_prior(pc: PosteriorConfig, pixel_size_arcmin: float | None = None) -> Prior | None:
+    """The learned prior of :func:`prior_path` loaded, or None for the Gaussian prior."""
+    path = prior_path(pc, pixel_size_arcmin)
+    if path is None:
+        return None
     from massmap.io.priors import load_prior
 
     return load_prior(path)
@@ -86,16 +91,14 @@ def learned_prior(pc: PosteriorConfig, pixel_size_arcmin: float | None = None) -
 def prior_pixel_scale(pc: PosteriorConfig, methods: Sequence[str]) -> float | None:
     """The pixel scale of the learned prior ``methods`` would use (None: no learned prior): what a null
     ``grid.pixel_size_arcmin`` resolves to (massmap.config.schema.grid_pixel_size)."""
-    if not set(methods) & set(METHODS) or pc.prior == "gaussian":
+    if not set(methods) & set(METHODS):
+        return None
+    path = prior_path(pc)
+    if path is None:
         return None
     from massmap.io.priors import prior_pixel_size
 
-    if pc.prior is None:
-        path = shipped_prior(None)
-        return None if path is None else prior_pixel_size(path)
-    if not Path(pc.prior).exists():
-        raise InputError(f"prior file '{pc.prior}' (posterior.prior) does not exist")
-    return prior_pixel_size(pc.prior)
+    return prior_pixel_size(path)
 
 
 def resolve_prior(pc: PosteriorConfig, gaussian: GaussianPrior, pixel_size_arcmin: float | None = None) -> Prior:

@@ -269,7 +269,8 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
     per_map = val_losses(params, {}, export_spec)
     val_noisy = val_clean + val_sigma[:, None, None] * val_noise
     white = np.asarray(jnp.mean((val_noise + base_residual(val_noisy, val_sigma, mode_var)) ** 2, axis=(-2, -1)))
-    wiener = np.asarray(jnp.mean((val_noise + base_residual(val_noisy, val_sigma, wiener_var)) ** 2, axis=(-2, -1)))
+    wiener = white if pc.hybrid else np.asarray(  # a hybrid's base term is this Wiener denoiser
+        jnp.mean((val_noise + base_residual(val_noisy, val_sigma, wiener_var)) ** 2, axis=(-2, -1)))
     sig_k = np.asarray(val_sigma) * std
     metrics = {
         "val_loss": float(per_map.mean()),

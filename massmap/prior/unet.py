@@ -45,7 +45,7 @@ class UNetSpec(NamedTuple):
     spectral_norm: bool = True
     spectral_norm_bound: float = 4.0
     n_fourier: int = 8
-    residual: str = "edm"  # how the output enters the DSM residual: 'edm' or 'whitened' (massmap.prior.dsm)
+    residual: str = "edm"  # how the output enters the DSM residual: 'edm' or 'mean-shift' (massmap.prior.dsm)
 
 
 class PeriodicConv(hk.Module):

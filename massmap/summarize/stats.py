@@ -327,15 +327,11 @@ def coverage(samples: np.ndarray, truth: np.ndarray, levels, mask: np.ndarray | 
     A calibrated posterior gives coverage α within the binomial error √(α(1−α)/N) for N independent
     pixels (correlated pixels scatter more).
     """
-    s = np.asarray(samples, np.float64)
-    t = np.asarray(truth, np.float64)
-    inside = _inside(mask, t.shape)
-    r = (np.sum(s < t, axis=0) + 0.5 * np.sum(s == t, axis=0))[inside]
-    n1 = s.shape[0] + 1
-    lo, hi = r / n1, (r + 1.0) / n1
-    levels = np.asarray(levels, np.float64)
+    u = pit_values(samples, truth, mask)  # the centres of the PIT cells, of width 1/(n + 1)
+    n1 = np.shape(samples)[0] + 1
+    lo, hi = u - 0.5 / n1, u + 0.5 / n1
     out = []
-    for a in levels:
+    for a in np.asarray(levels, np.float64):
         overlap = np.clip(np.minimum(hi, 0.5 + a / 2) - np.maximum(lo, 0.5 - a / 2), 0.0, None)
         out.append(float(np.mean(overlap * n1)))
     return np.array(out)
