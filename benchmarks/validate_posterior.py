@@ -230,7 +230,7 @@ def main() -> int:
     size = size_overrides(args.npix, args.pad)
     if args.fields_config:
         massmap("simulate", "-o", str(maps), "--config", str(args.fields_config), "--set",
-                f"simulate.n_maps={args.fields}", "--overwrite", "--quiet", "--resume")
+                f"simulate.n_maps={args.fields}", "--quiet", "--resume")  # reused when already complete
     elif not args.fields_from:
         kind = ["--set", f"simulate.kind={args.kind}"] if args.kind else []
         massmap("simulate", "-o", str(maps), "--config", str(CONFIG), "--set", f"seed={args.seed}",

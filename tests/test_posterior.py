@@ -14,7 +14,7 @@ import pytest
 
 from massmap.binning import BinnedShear
 from massmap.config import ConfigError, load_config
-from massmap.config.posterior import resolve_chains
+from massmap.config.posterior import resolve_chains, sampler_settings, sigma_range
 from massmap.errors import SamplingError
 from massmap.geometry import FlatGrid
 from massmap.infer.annealed import leapfrog
@@ -516,6 +516,30 @@ def test_bad_inputs():
     low = dataclasses.replace(cfg.posterior, sigma_min=1e-4)
     with pytest.raises(ConfigError, match="posterior.sigma_min"):
         run_posterior(g1, g2, noise, mask, PIX, 0, low, key, prior=FakePrior(), progress=False)
+    low = dataclasses.replace(cfg.posterior, map_sigma_min=1e-4)
+    with pytest.raises(ConfigError, match="posterior.map_sigma_min"):
+        run_posterior(g1, g2, noise, mask, PIX, 0, low, key, methods=("map",), prior=FakePrior(), progress=False)
+    with pytest.raises(ConfigError, match="posterior.map_sigma_min"):
+        load_config(overrides=["posterior.map_sigma_min=0.1", "posterior.sigma_max=0.05"])
+
+
+def test_sampler_and_map_stop_at_their_own_default_levels():
+    """Null σ_min: a learned prior's sampler stops at 0.5 τ and its MAP at 0.1 τ (τ its training κ std),
+    never below its smallest trained σ nor above σ_max / 2; a set key wins; the Gaussian prior: 1e-3."""
+    pc = load_config().posterior
+    prior = FakePrior()
+    prior.kappa_std = 0.02  # σ trained on [2e-3, 0.08]
+    assert sigma_range(pc, prior, (16, 16)) == pytest.approx((0.08, 0.01))
+    assert sigma_range(pc, prior, (16, 16), "map") == pytest.approx((0.08, 2e-3))  # 0.1 τ = 2e-3 = trained min
+    prior.kappa_std = 0.01
+    assert sigma_range(pc, prior, (16, 16), "map")[1] == pytest.approx(2e-3)  # 0.1 τ < trained min: the min
+    prior.kappa_std = 0.5
+    assert sigma_range(pc, prior, (16, 16))[1] == pytest.approx(0.04)  # capped at σ_max / 2
+    prior.kappa_std = 0.02
+    given = dataclasses.replace(pc, sigma_min=0.005, map_sigma_min=0.004)
+    assert [sigma_range(given, prior, (16, 16), m)[1] for m in ("posterior", "map")] == pytest.approx([0.005, 0.004])
+    assert sigma_range(pc, GAUSSIAN, (16, 16))[1] == sigma_range(pc, GAUSSIAN, (16, 16), "map")[1] == pytest.approx(1e-3)
+    assert sampler_settings(pc, prior, (16, 16)).denoise == "draw"
 
 
 # --------------------------------------------------------------------------- diagnostics against known truth

@@ -133,3 +133,28 @@ def test_driver_restarts_nan_chains_and_fails_when_all_fail():
     with pytest.raises(SamplingError, match="all 8 posterior chains"):
         sample_posterior(jax.random.PRNGKey(0), data, PoisonedPrior(below=1.0, above=-np.inf), settings, pad=0,
                          chunk=8, reference=PRIOR)
+
+
+@pytest.mark.parametrize("denoise", ["draw", "tweedie"])
+def test_final_conditional_draw_restores_the_prior_variance(denoise):
+    """Prior only (no data), Gaussian prior S, σ_min² = the median mode variance: the chains draw κ_σ from
+    N(0, S + σ²); a conditional draw (mean S/(S+σ²) κ_σ, variance σ²S/(S+σ²)) has variance S exactly,
+    Tweedie's mean alone S²/(S+σ²) (half of S where s_k = σ²). Per-mode variance / S averaged over the
+    modes above and below the median: 64 draws × ~127 modes per half, standard error ≈ 2–3% (draws of a
+    chain are correlated a little), so the 8% tolerance passes 'draw' and fails 'tweedie' by > 6 errors."""
+    zero = np.zeros((N, N))
+    data = pad_shear(zero, zero, np.full((N, N), 0.01), np.zeros((N, N)), 0)  # mask 0: no data
+    s = np.asarray(PRIOR.mode_variance(N, N), np.float64)
+    sigma = float(np.sqrt(np.median(s[s > 0])))
+    settings = SamplerSettings(n_samples=64, chains=8, sigma_max=4 * float(np.sqrt(s.max())), sigma_min=sigma,
+                               n_levels=6, burn_in=4, denoise=denoise)
+    res = sample_posterior(jax.random.PRNGKey(5), data, PRIOR, settings, pad=0, chunk=8)
+    power = np.mean(np.abs(np.fft.fft2(res.samples)) ** 2, axis=0) / (N * N)  # per-mode variance, S's units
+    ratio = power[s > 0] / s[s > 0]
+    high, low = s[s > 0] <= sigma**2, s[s > 0] > sigma**2  # small scales (σ² ≥ s_k), large scales
+    expected = {"draw": (1.0, 1.0), "tweedie": tuple(np.mean((s[s > 0] / (s[s > 0] + sigma**2))[m])
+                                                     for m in (high, low))}[denoise]
+    np.testing.assert_allclose([ratio[high].mean(), ratio[low].mean()], expected, rtol=0.08)
+    if denoise == "tweedie":
+        assert ratio[high].mean() < 0.7  # the deficit that 'draw' removes
+    assert res.samples.mean(axis=(1, 2)) == pytest.approx(0.0, abs=1e-6)  # the grid mean stays at 0

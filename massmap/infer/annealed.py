@@ -8,7 +8,8 @@ with L_σ the shear likelihood whose noise is inflated by σ² (infer.likelihood
 smoothed by Gaussian noise σ, known only through its score s(κ, σ) = ∇ log p_σ(κ). A chain starts from
 the σ_max-smoothed Gaussian prior and runs a few HMC transitions at each level of a geometric schedule
 σ_max → σ_min; at σ_min it keeps drawing, and every draw is denoised with Tweedie's formula
-E[κ | κ_σ] = κ_σ + σ² s(κ_σ, σ).
+E[κ | κ_σ] = κ_σ + σ² s(κ_σ, σ), or replaced by a draw of the Gaussian-limit p(κ | κ_σ) (that mean plus
+a field of per-mode variance σ² s_k/(s_k + σ²): the spread of κ that Tweedie's mean leaves out).
 
 Preconditioning: the mass matrix is diagonal in Fourier space, M = F⁻¹ diag(h) F with the
 Gaussian-limit curvature of −log π_σ per mode,
@@ -35,7 +36,8 @@ it is accurate to O(ε³) per leapfrog step provided the network is (close to) a
 drives the step-size adaptation). Non-finite or divergent proposals are always rejected.
 
 API (blackjax style): :func:`annealed_hmc` returns ``SamplingAlgorithm(init, step)`` for one chain;
-:func:`run_level` runs several transitions at one level (vmap it over chains); :func:`denoise`. The
+:func:`run_level` runs several transitions at one level (vmap it over chains); :func:`denoise` and
+:func:`conditional_draw` (the final step). The
 mass matrix (the Fourier-diagonal precision, probing a learned prior's spectrum) is in
 :mod:`massmap.infer.preconditioner`; the driver over levels, chains and restarts in
 :mod:`massmap.infer.sampler`.
@@ -216,6 +218,20 @@ def denoise(state: HMCState) -> jnp.ndarray:
     """
     score = state.prior_score - jnp.mean(state.prior_score)
     return state.position + state.sigma**2 * score
+
+
+def conditional_draw(key: jax.Array, state: HMCState, mode_var: jnp.ndarray) -> jnp.ndarray:
+    """A draw of the Gaussian-limit p(κ | κ_σ): Tweedie's mean (:func:`denoise`) plus a field whose
+    per-mode variance is the conditional variance σ² s_k / (s_k + σ²), with s_k the prior's (effective)
+    mode variance ``mode_var`` (the k = 0 mode, the grid mean, stays at 0).
+
+    For a Gaussian prior κ ~ N(0, S) and κ_σ = κ + σu, p(κ | κ_σ) = N(S (S + σ²)⁻¹ κ_σ, σ² S (S + σ²)⁻¹)
+    exactly; the mean is Tweedie's formula. Where σ² is not small against s_k (the small scales when
+    σ_min is a sizeable fraction of the prior's κ rms) Tweedie's mean alone lacks that variance.
+    """
+    sig2 = state.sigma**2
+    spread = without_mean_mode(jnp.sqrt(sig2 * mode_var / (mode_var + sig2)))
+    return denoise(state) + fourier_apply(jax.random.normal(key, state.position.shape, jnp.float32), spread)
 
 
 def initial_log_step_size(n_pixels: int, step_size: float | None = None) -> float:

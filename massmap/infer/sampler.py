@@ -9,7 +9,9 @@ massmap.infer.annealed):
    the cached terms re-evaluated at each new σ, the step size adapted downwards only (ADAPT_DOWN);
 3. burn-in: ``burn_in`` transitions at σ_min with symmetric adaptation (ADAPT);
 4. draws: ``draws_per_chain`` = ⌈n_samples / chains⌉ draws, ``thin`` transitions apart, step size
-   frozen (FROZEN), each denoised by Tweedie's formula (``tweedie``) and cropped to the unpadded map.
+   frozen (FROZEN), each denoised (``denoise``: 'tweedie', Tweedie's mean; 'draw', a draw of the
+   Gaussian-limit p(κ | κ_σ) whose mode variance is the preconditioner's spectrum, with key
+   fold_in(chain key, DRAW_KEY + j) for draw j; 'none') and cropped to the unpadded map.
 
 Chains run in vmapped chunks of ``chunk`` (memory only: a chain's numbers depend on its chunk size only
 through float rounding, as XLA vectorises other batch sizes differently). With several devices
@@ -38,8 +40,8 @@ import numpy as np
 
 from massmap import parallel
 from massmap.errors import SamplingError
-from massmap.infer.annealed import (ADAPT, ADAPT_DOWN, FROZEN, HMCState, annealed_hmc, denoise, init_position,
-                                    initial_log_step_size, run_level, sigma_schedule)
+from massmap.infer.annealed import (ADAPT, ADAPT_DOWN, FROZEN, HMCState, annealed_hmc, conditional_draw, denoise,
+                                    init_position, initial_log_step_size, run_level, sigma_schedule)
 from massmap.infer.diagnostics import effective_sample_size, split_rhat
 from massmap.infer.likelihood import PaddedShear, log_likelihood_and_grad, mean_weight
 from massmap.infer.preconditioner import fourier_precision, prior_spectrum
@@ -47,6 +49,8 @@ from massmap.ops.shear import crop_map
 from massmap.prior.base import single_map_score
 
 SUMMARIES = ("VARIANCE", "CENTRE_MEAN", "PEAK")  # per-draw scalars whose R̂ and ESS are reported
+DENOISE = ("tweedie", "draw", "none")  # the final step of a draw (module docstring)
+DRAW_KEY = 1_000_000  # conditional draw j of a chain uses fold_in(chain key, DRAW_KEY + j)
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,15 @@ class SamplerSettings:
     target_accept: float = 0.8
     metropolis: bool = True
     max_energy_error: float = 1000.0
-    tweedie: bool = True
+    denoise: str = "tweedie"  # final step: 'tweedie', 'draw' or 'none' (module docstring)
     max_restarts: int = 2
     reduced_shear: bool = False
 
     def __post_init__(self):
         if self.n_samples < 1 or self.chains < 1:
             raise ValueError(f"n_samples and chains must be >= 1, got {self.n_samples} and {self.chains}")
+        if self.denoise not in DENOISE:
+            raise ValueError(f"denoise must be one of {DENOISE}, got {self.denoise!r}")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min:g} and {self.sigma_max:g}")
 
@@ -198,10 +204,14 @@ def build_level(kernel: tuple, prior, mesh=None) -> Callable:
                                  out_specs=(split, split), check_vma=False))  # no collectives inside
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _draw(states: HMCState, tweedie: bool, pad: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _draw(states: HMCState, keys: jax.Array, spectrum: jnp.ndarray, how: str,
+          pad: int) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Cropped (denoised) draws of a batch of chains and whether their cached gradients are finite."""
-    kappa = jax.vmap(denoise)(states) if tweedie else states.position
+    if how == "draw":
+        kappa = jax.vmap(conditional_draw, in_axes=(0, 0, None))(keys, states, spectrum)
+    else:
+        kappa = jax.vmap(denoise)(states) if how == "tweedie" else states.position
     fields = jnp.stack([states.likelihood_grad, states.prior_score], axis=1)
     return crop_map(kappa, pad), jnp.isfinite(fields).all(axis=(1, 2, 3))
 
@@ -265,7 +275,7 @@ def run_chains(chain_keys: jax.Array, data: PaddedShear, prior, spectrum: jnp.nd
         evals += host(info.n_evals)
         draw_acc += host(info.acceptance_rate) / n_draws
         draw_div += host(info.n_divergent)
-        kappa, finite = _draw(states, settings.tweedie, pad)
+        kappa, finite = _draw(states, fold(chain_keys, DRAW_KEY + j), spectrum, settings.denoise, pad)
         draws[:, j] = host(kappa)
         ok &= host(finite)
         tick()

@@ -155,8 +155,10 @@ def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.A
         raise InputError("no pixel carries shear data (MASK is 0 or NOISE_STD is 0/NaN everywhere)")
     shape = tuple(data.g1.shape)
     check_prior_grid(prior, *shape, float(shear.grid.pixel_size_arcmin))
-    # the preconditioner's spectrum (probed for a learned prior), shared by the sampler and the MAP
-    spectrum = prior_spectrum(prior, key, shape, sigma_range(pc, prior, shape)[1], reference)
+    # the preconditioner's spectrum (probed for a learned prior at each method's last level)
+    def spectrum_for(method):
+        return prior_spectrum(prior, key, shape, sigma_range(pc, prior, shape, method)[1], reference)
+
     posterior = estimate = None
     if "posterior" in methods:
         settings = sampler_settings(pc, prior, shape)
@@ -174,12 +176,14 @@ def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.A
                 bar.total += steps_per_run(settings)
 
             try:
-                posterior = sample_posterior(key, data, prior, settings, pad=pad, chunk=pc.chunk, spectrum=spectrum,
+                posterior = sample_posterior(key, data, prior, settings, pad=pad, chunk=pc.chunk,
+                                             spectrum=spectrum_for("posterior"),
                                              on_step=lambda: bar.update(1), on_restart=restart, on_samples=keep)
             except KeyboardInterrupt:
                 if not finished:
                     raise
                 return PosteriorRun(from_samples(np.concatenate(finished)), None, interrupted=True)
     if "map" in methods:
-        estimate = map_estimate(key, data, prior, map_settings(pc, prior, shape), pad=pad, spectrum=spectrum)
+        estimate = map_estimate(key, data, prior, map_settings(pc, prior, shape), pad=pad,
+                                spectrum=spectrum_for("map"))
     return PosteriorRun(posterior, estimate)
