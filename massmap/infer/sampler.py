@@ -72,7 +72,7 @@ class SamplerSettings:
     target_accept: float = 0.8
     metropolis: bool = True
     max_energy_error: float = 1000.0
-    denoise: str = "tweedie"  # final step: 'tweedie', 'draw' or 'none' (module docstring)
+    denoise: str = "draw"  # final step: 'draw', 'tweedie' or 'none' (module docstring)
     max_restarts: int = 2
     reduced_shear: bool = False
 
