@@ -50,6 +50,14 @@ def massmap(*args: str) -> None:
             raise RuntimeError(f"massmap {' '.join(args)} exited with {exc.code}") from None
 
 
+def relative_to_root(path: str) -> str:
+    """A path inside the repository as repository-relative (the JSON does not name this machine's paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:  # outside the repository, or 'gaussian'
+        return path
+
+
 def coverage_at(cal: dict, level: float) -> float:
     levels = np.asarray(cal["levels"])
     i = int(np.argmin(np.abs(levels - level)))
@@ -246,7 +254,7 @@ def main() -> int:
     cols = [c for c in ("ks_rmse", "wiener_rmse", "posterior_rmse", "posterior_rmse_exact_mean", "map_rmse", "ks_r", "wiener_r", "posterior_r",
                         "map_r", "cov68", "cov95", "rhat_max", "ess_min", "evals_per_sample",
                         "reconstruct_wall_s") if c in rows[0]]
-    print(f"\nprior {args.prior} {' '.join(args.overrides)}; {args.fields} held-out fields ({args.npix or 'demo'} pixels a side, pad {args.pad if args.pad is not None else 'demo'}, seed {args.seed}), {args.n_samples} samples from "
+    print(f"\nprior {relative_to_root(args.prior)} {' '.join(args.overrides)}; {args.fields} held-out fields ({args.npix or 'demo'} pixels a side, pad {args.pad if args.pad is not None else 'demo'}, seed {args.seed}), {args.n_samples} samples from "
           f"{args.chains or 'default'} chains; {jax.devices()[0].device_kind}, {platform.processor() or platform.machine()}\n")
     print("| field | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
@@ -270,7 +278,7 @@ def main() -> int:
         print_sample_statistics(stats)
         plot_sample_statistics(stats, out / "sample_statistics.png", f"{args.fields} fields, prior {Path(args.prior).name}")
     (out / "validate_posterior.json").write_text(json.dumps(
-        dict(prior=args.prior, overrides=args.overrides, fields=args.fields, npix=args.npix, pad=args.pad, seed=args.seed, n_samples=args.n_samples, chains=args.chains,
+        dict(prior=relative_to_root(args.prior), overrides=args.overrides, fields=args.fields, npix=args.npix, pad=args.pad, seed=args.seed, n_samples=args.n_samples, chains=args.chains,
              fields_config=args.fields_config, fields_from=args.fields_from, kind=args.kind,
              device=jax.devices()[0].device_kind, rows=rows, summary=summary, sample_statistics=stats),
         indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
