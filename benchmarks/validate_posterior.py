@@ -107,7 +107,7 @@ def run_field(out: Path, maps: Path, index: int, seed: int, prior: str, n_sample
     with fits.open(d / "recon.fits") as hdul:
         diag = dict(hdul["DIAGNOSTICS"].header)
         std, mask = np.asarray(hdul["KAPPA_STD"].data, float), np.asarray(hdul["MASK"].data) > 0
-        mean = np.asarray(hdul["KAPPA_MEAN"].data, float) if "KAPPA_MEAN" in hdul else None
+        mean = np.asarray(hdul["KAPPA_MEAN"].data, float)
     # the mean of n samples carries Monte Carlo noise of variance σ²_post/n per pixel on top of the
     # exact posterior mean's error: E|m_n − κ|² = |m − κ|² + tr Σ/n, so √(RMSE² − mean(std²)/n)
     # (std with ddof = 1: unbiased) estimates the RMSE of the exact posterior mean

@@ -155,9 +155,14 @@ def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.A
         raise InputError("no pixel carries shear data (MASK is 0 or NOISE_STD is 0/NaN everywhere)")
     shape = tuple(data.g1.shape)
     check_prior_grid(prior, *shape, float(shear.grid.pixel_size_arcmin))
-    # the preconditioner's spectrum (probed for a learned prior at each method's last level)
+    # the preconditioner's spectrum, probed for a learned prior at each method's last level (once per level)
+    spectra: dict[float, tuple] = {}
+
     def spectrum_for(method):
-        return prior_spectrum(prior, key, shape, sigma_range(pc, prior, shape, method)[1], reference)
+        sigma_min = sigma_range(pc, prior, shape, method)[1]
+        if sigma_min not in spectra:
+            spectra[sigma_min] = prior_spectrum(prior, key, shape, sigma_min, reference)
+        return spectra[sigma_min]
 
     posterior = estimate = None
     if "posterior" in methods:
