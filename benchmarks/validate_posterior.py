@@ -108,11 +108,14 @@ def run_field(out: Path, maps: Path, index: int, seed: int, prior: str, n_sample
         diag = dict(hdul["DIAGNOSTICS"].header)
         std, mask = np.asarray(hdul["KAPPA_STD"].data, float), np.asarray(hdul["MASK"].data) > 0
         mean = np.asarray(hdul["KAPPA_MEAN"].data, float)
-    # the mean of n samples carries Monte Carlo noise of variance σ²_post/n per pixel on top of the
-    # exact posterior mean's error: E|m_n − κ|² = |m − κ|² + tr Σ/n, so √(RMSE² − mean(std²)/n)
-    # (std with ddof = 1: unbiased) estimates the RMSE of the exact posterior mean
+        names = [h.name for h in hdul]
+        err = np.asarray(hdul["KAPPA_MEAN_ERR"].data, float) if "KAPPA_MEAN_ERR" in names else None
+    # the n-draw mean carries Monte Carlo noise of variance ε² per pixel on top of the exact posterior
+    # mean's error: E|m_n − κ|² = |m − κ|² + Σ ε², so √(RMSE² − mean(ε²)) estimates the RMSE of the
+    # exact posterior mean. ε = KAPPA_MEAN_ERR (the std of the averaged conditional means / √n, unbiased
+    # in ε²); outputs from before it existed: ε² = std²/n (the samples' average)
     if "posterior_rmse" in row:
-        mc = float(np.mean(std[mask] ** 2)) / n_samples
+        mc = float(np.mean(err[mask] ** 2)) if err is not None else float(np.mean(std[mask] ** 2)) / n_samples
         row["posterior_rmse_exact_mean"] = float(np.sqrt(max(row["posterior_rmse"] ** 2 - mc, 0.0)))
         # the same noise inflates the mean map's variance but not its covariance with the truth:
         # r_exact = r · sd(m_n) / √(sd(m_n)² − mc)

@@ -161,7 +161,7 @@ def test_interrupted_sampling_keeps_finished_samples(tmp_path, monkeypatch):
     from massmap.pipeline.reconstruct import Interrupted
 
     def interrupted_sampler(*args, on_samples=None, **kwargs):  # Ctrl-C after a first chunk of 3 samples
-        on_samples(np.ones((3, 32, 32), np.float32))
+        on_samples(np.ones((3, 32, 32), np.float32), np.ones((3, 32, 32), np.float32))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(post, "sample_posterior", interrupted_sampler)

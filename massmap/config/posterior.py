@@ -52,6 +52,7 @@ class PosteriorConfig:
     chains: Optional[int] = None  # independent chains, each giving ceil(n_samples / chains) draws; null: one
     # draw per chain (chains = n_samples) for a learned prior, 10 for the Gaussian prior
     chunk: int = 10  # chains run at once (vmapped); bounds memory
+    antithetic: bool = True  # chains in antithetic pairs (mirrored Gaussian draws): a less noisy mean
     # --- annealing schedule: geometric from sigma_max down to sigma_min ---
     sigma_max: Optional[float] = None  # null: the learned prior's sigma_max; Gaussian prior: 2 × prior κ rms
     sigma_min: Optional[float] = None  # null: learned prior: max(its sigma_min, 0.5 × its kappa std); Gaussian: 1e-3
@@ -157,7 +158,7 @@ def sampler_settings(pc: PosteriorConfig, prior, grid_shape: tuple[int, int]):
         trajectory_length=pc.trajectory_length, leapfrog_steps=pc.leapfrog_steps,
         max_leapfrog_steps=pc.max_leapfrog_steps, step_size=pc.step_size, target_accept=pc.target_accept,
         metropolis=pc.metropolis, max_energy_error=pc.max_energy_error, denoise=pc.denoise,
-        max_restarts=pc.max_restarts, reduced_shear=pc.reduced_shear)
+        max_restarts=pc.max_restarts, reduced_shear=pc.reduced_shear, antithetic=pc.antithetic)
 
 
 def map_settings(pc: PosteriorConfig, prior, grid_shape: tuple[int, int]):

@@ -35,6 +35,13 @@ it is accurate to O(ε³) per leapfrog step provided the network is (close to) a
 ``metropolis=False`` every non-divergent proposal is accepted (unadjusted HMC; the energy error still
 drives the step-size adaptation). Non-finite or divergent proposals are always rejected.
 
+Antithetic coupling: every Gaussian draw of a chain (its initial position, the momenta, the final
+conditional draw) is multiplied by its ``sign`` (±1), the uniform draws (trajectory jitter, Metropolis
+test) are not. Two chains with the same key and opposite signs are then mirror images about the mode in
+the Gaussian limit — the leapfrog map is linear and the energy error even about the mode, so they make
+the same accept decisions — and their average has no Monte-Carlo noise there (Frigessi, Gåsemyr &
+Rue 2000); each chain alone is an ordinary chain of the same target.
+
 API (blackjax style): :func:`annealed_hmc` returns ``SamplingAlgorithm(init, step)`` for one chain;
 :func:`run_level` runs several transitions at one level (vmap it over chains); :func:`denoise` and
 :func:`conditional_draw` (the final step). The
@@ -93,9 +100,10 @@ def sigma_schedule(sigma_max: float, sigma_min: float, n_levels: int) -> np.ndar
     return np.geomspace(sigma_max, sigma_min, n_levels).astype(np.float32)
 
 
-def init_position(key: jax.Array, mode_var: jnp.ndarray, sigma) -> jnp.ndarray:
-    """A draw of the σ-smoothed Gaussian prior N(0, S + σ²) on the grid of ``mode_var``, with zero mean."""
-    white = jax.random.normal(key, mode_var.shape, jnp.float32)
+def init_position(key: jax.Array, mode_var: jnp.ndarray, sigma, sign=1.0) -> jnp.ndarray:
+    """A draw of the σ-smoothed Gaussian prior N(0, S + σ²) on the grid of ``mode_var``, with zero mean
+    (times the antithetic ``sign``)."""
+    white = jax.random.normal(key, mode_var.shape, jnp.float32) * sign
     return fourier_apply(white, without_mean_mode(jnp.sqrt(mode_var + jnp.asarray(sigma, jnp.float32) ** 2)))
 
 
@@ -133,7 +141,8 @@ def annealed_hmc(logl_and_grad: Callable, score: Callable, precision: Callable, 
 
     ``logl_and_grad(κ, σ) -> (log L_σ, ∇ log L_σ)``, ``score(κ, σ) -> ∇ log p_σ`` and
     ``precision(σ) -> h_k`` (the Fourier-diagonal mass) act on one (ny, nx) map. ``step(key, state,
-    mode)`` adapts the step size per ``mode`` (FROZEN, ADAPT or ADAPT_DOWN; a traced integer).
+    mode, sign=1)`` adapts the step size per ``mode`` (FROZEN, ADAPT or ADAPT_DOWN; a traced integer);
+    ``sign`` multiplies the momentum draw (antithetic coupling, module docstring).
     """
 
     def init(position, sigma, log_step_size) -> HMCState:
@@ -142,7 +151,7 @@ def annealed_hmc(logl_and_grad: Callable, score: Callable, precision: Callable, 
         return HMCState(position, ll, g, score(position, sigma), sigma,
                         jnp.asarray(log_step_size, jnp.float32))
 
-    def step(key, state: HMCState, mode) -> tuple[HMCState, HMCInfo]:
+    def step(key, state: HMCState, mode, sign=1.0) -> tuple[HMCState, HMCInfo]:
         k_mom, k_jit, k_acc = jax.random.split(key, 3)
         h = precision(state.sigma)
         eps = jnp.exp(state.log_step_size)
@@ -154,7 +163,8 @@ def annealed_hmc(logl_and_grad: Callable, score: Callable, precision: Callable, 
             n = jnp.asarray(leapfrog_steps, jnp.int32)
             eps_used = eps * jitter
         # no momentum in the k = 0 mode and an infinite mass there: the grid's mean κ stays at 0
-        p0 = fourier_apply(jax.random.normal(k_mom, state.position.shape, jnp.float32), without_mean_mode(jnp.sqrt(h)))
+        white = jax.random.normal(k_mom, state.position.shape, jnp.float32) * sign
+        p0 = fourier_apply(white, without_mean_mode(jnp.sqrt(h)))
         h_inv = inverse_precision(h)
 
         def inv_mass(p):
@@ -188,8 +198,9 @@ def annealed_hmc(logl_and_grad: Callable, score: Callable, precision: Callable, 
 
 
 def run_level(algorithm: SamplingAlgorithm, key: jax.Array, state: HMCState, sigma, n_steps, mode,
-              reinit) -> tuple[HMCState, LevelInfo]:
-    """``n_steps`` transitions of one chain at level σ (re-evaluating the cached terms if ``reinit``).
+              reinit, sign=1.0) -> tuple[HMCState, LevelInfo]:
+    """``n_steps`` transitions of one chain at level σ (re-evaluating the cached terms if ``reinit``);
+    ``sign``: the chain's antithetic sign (module docstring).
 
     ``n_steps``, ``mode`` (step-size mode) and ``reinit`` may be traced scalars shared by all chains, so one
     compiled function serves the annealing levels and the draws.
@@ -203,7 +214,7 @@ def run_level(algorithm: SamplingAlgorithm, key: jax.Array, state: HMCState, sig
         st, acc, div, evals = carry
         # the first transition after a level change is the furthest from equilibrium: no adaptation
         mode_i = jnp.where(reinit & (i == 0), FROZEN, mode)
-        st, info = algorithm.step(jax.random.fold_in(key, i), st, mode_i)
+        st, info = algorithm.step(jax.random.fold_in(key, i), st, mode_i, sign)
         return st, acc + info.acceptance_rate, div + info.is_divergent.astype(jnp.int32), evals + info.num_leapfrog
 
     state, acc, div, evals = jax.lax.fori_loop(0, n_steps, body, (state, zero, izero, izero))
@@ -220,10 +231,11 @@ def denoise(state: HMCState) -> jnp.ndarray:
     return state.position + state.sigma**2 * score
 
 
-def conditional_draw(key: jax.Array, state: HMCState, mode_var: jnp.ndarray) -> jnp.ndarray:
+def conditional_draw(key: jax.Array, state: HMCState, mode_var: jnp.ndarray, sign=1.0) -> jnp.ndarray:
     """A draw of the Gaussian-limit p(κ | κ_σ): Tweedie's mean (:func:`denoise`) plus a field whose
     per-mode variance is the conditional variance σ² s_k / (s_k + σ²), with s_k the prior's (effective)
-    mode variance ``mode_var`` (the k = 0 mode, the grid mean, stays at 0).
+    mode variance ``mode_var`` (the k = 0 mode, the grid mean, stays at 0); its white noise times the
+    antithetic ``sign``.
 
     For a Gaussian prior κ ~ N(0, S) and κ_σ = κ + σu, p(κ | κ_σ) = N(S (S + σ²)⁻¹ κ_σ, σ² S (S + σ²)⁻¹)
     exactly; the mean is Tweedie's formula. Where σ² is not small against s_k (the small scales when
@@ -231,7 +243,8 @@ def conditional_draw(key: jax.Array, state: HMCState, mode_var: jnp.ndarray) -> 
     """
     sig2 = state.sigma**2
     spread = without_mean_mode(jnp.sqrt(sig2 * mode_var / (mode_var + sig2)))
-    return denoise(state) + fourier_apply(jax.random.normal(key, state.position.shape, jnp.float32), spread)
+    white = jax.random.normal(key, state.position.shape, jnp.float32) * sign
+    return denoise(state) + fourier_apply(white, spread)
 
 
 def initial_log_step_size(n_pixels: int, step_size: float | None = None) -> float:

@@ -1,7 +1,7 @@
 """The annealed posterior sampler: independent chains from σ_max to σ_min, draws, restarts, R̂ and ESS.
 
 :func:`sample_posterior` is a pure function of (key, padded shear, prior, settings) → :class:`PosteriorSamples`.
-Every chain c (key fold_in(key, c)) follows one policy (Remy et al. 2022, with the step-size rules of
+Every chain c (key below) follows one policy (Remy et al. 2022, with the step-size rules of
 massmap.infer.annealed):
 
 1. start from a zero-mean draw of the σ_max-smoothed Gaussian of the preconditioner's spectrum;
@@ -13,13 +13,29 @@ massmap.infer.annealed):
    Gaussian-limit p(κ | κ_σ) whose mode variance is the preconditioner's spectrum, with key
    fold_in(chain key, DRAW_KEY + j) for draw j; 'none') and cropped to the unpadded map.
 
+The posterior mean is Rao–Blackwellised: with 'draw', each sample is its conditional mean m_j =
+E[κ | κ_σ,j] (Tweedie's) plus an independent zero-mean Gaussian field, so the average of the m_j has
+the expectation of the samples' average and a smaller variance — the draws' own spread (per mode
+σ² s_k / (s_k + σ²), most of a pixel's posterior variance at the small, noise-dominated scales) adds
+Monte-Carlo noise to the samples' average but nothing to the estimate. ``mean_error`` is the
+Monte-Carlo standard error of that mean from independent units (batch means): the average of m_j
+over the draws of a chain, or of an antithetic pair of chains run together: std(units) / √(units)
+(0 with a single unit).
+The standard deviation is the samples' (it includes the draws' spread).
+
+Antithetic pairs (``antithetic``, the default): chains 2i and 2i + 1 share the key fold_in(key, i) and
+run with signs +1 and −1 on every Gaussian draw (massmap.infer.annealed): each is an ordinary chain, and
+in the Gaussian limit the pair is mirrored about the mode, so the noise of their average cancels there
+(where the posterior is near-Gaussian: the large, data-constrained scales). Without it chain c has the
+key fold_in(key, c).
+
 Chains run in vmapped chunks of ``chunk`` (memory only: a chain's numbers depend on its chunk size only
 through float rounding, as XLA vectorises other batch sizes differently). With several devices
 (massmap.parallel) each chunk is padded to a multiple of the device count and its chains are split
 over the devices along the chain axis (each device runs the vmapped kernel on its share,
 :func:`build_level`; the padding chains are discarded); under jax.distributed the devices of every
 process share the chains and every process gets all the samples.
-A chain whose draws or cached gradients are non-finite is run again with key fold_in(fold_in(key, c), r)
+A chain whose draws or cached gradients are non-finite is run again with key fold_in(its key, r)
 for restart r ≤ ``max_restarts``, then dropped; if every chain is dropped, :class:`SamplingError`.
 Convergence: split-R̂ and ESS (massmap.infer.diagnostics) of three per-draw scalars (map variance,
 mean of the central quarter, peak) over the chains kept.
@@ -75,6 +91,7 @@ class SamplerSettings:
     denoise: str = "draw"  # final step: 'draw', 'tweedie' or 'none' (module docstring)
     max_restarts: int = 2
     reduced_shear: bool = False
+    antithetic: bool = True  # chains 2i, 2i + 1 as antithetic pairs (module docstring)
 
     def __post_init__(self):
         if self.n_samples < 1 or self.chains < 1:
@@ -102,6 +119,7 @@ class ChainBatch(NamedTuple):
     """A chunk of chains run together (leading axis: chain)."""
 
     draws: np.ndarray  # (B, draws_per_chain, ny, nx), cropped and denoised
+    means: np.ndarray  # (B, draws_per_chain, ny, nx), each draw's conditional mean (= draws unless 'draw')
     ok: np.ndarray  # (B,) every draw and cached gradient finite
     n_evals: np.ndarray  # (B,) score evaluations
     acceptance: np.ndarray  # (B, levels) mean acceptance rate per annealing level
@@ -148,8 +166,9 @@ class PosteriorSamples(NamedTuple):
     """Posterior draws of κ on the unpadded grid, their moments and the run's diagnostics."""
 
     samples: np.ndarray  # (n, ny, nx) float32
-    mean: np.ndarray  # (ny, nx) float32, float64 accumulation
-    std: np.ndarray  # (ny, nx) float32, ddof = 1 (0 for a single sample)
+    mean: np.ndarray  # (ny, nx) float32, float64 accumulation; the average of the draws' conditional means
+    std: np.ndarray  # (ny, nx) float32, ddof = 1 (0 for a single sample), of the samples
+    mean_error: np.ndarray  # (ny, nx) float32, Monte-Carlo standard error of ``mean`` (0 for one unit)
     info: SamplerInfo | None  # None when the run was interrupted before it finished
 
     @property
@@ -171,11 +190,22 @@ def posterior_moments(samples: np.ndarray, axis: int = 0) -> tuple[np.ndarray, n
     return mean, std
 
 
-def from_samples(samples: np.ndarray, info: SamplerInfo | None = None) -> PosteriorSamples:
-    """:class:`PosteriorSamples` of draws (n, ny, nx) with their moments (float32)."""
+def from_samples(samples: np.ndarray, info: SamplerInfo | None = None, means: np.ndarray | None = None,
+                 units: np.ndarray | None = None) -> PosteriorSamples:
+    """:class:`PosteriorSamples` of draws (n, ny, nx) with their moments (float32).
+
+    ``means``: the draws' conditional means (n, ny, nx), whose average is the (Rao–Blackwellised)
+    posterior mean (module docstring); None → the samples' average. ``units``: (u, ny, nx) averages over
+    independent units whose spread gives the mean's Monte-Carlo error; None → every draw is one.
+    """
     samples = np.asarray(samples, np.float32)
-    mean, std = posterior_moments(samples)
-    return PosteriorSamples(samples, mean.astype(np.float32), std.astype(np.float32), info)
+    _, std = posterior_moments(samples)
+    mean, _ = posterior_moments(samples if means is None else np.asarray(means, np.float32))
+    if units is None:
+        units = samples if means is None else means
+    _, spread = posterior_moments(units)
+    error = spread / np.sqrt(len(units))
+    return PosteriorSamples(samples, mean.astype(np.float32), std.astype(np.float32), error.astype(np.float32), info)
 
 
 @functools.lru_cache(maxsize=8)
@@ -190,40 +220,45 @@ def build_level(kernel: tuple, prior, mesh=None) -> Callable:
     reduced, traj, n_leap, max_leap, metropolis, max_err, target = kernel
     score = single_map_score(prior)
 
-    def level(data, mode_var, keys, states, sigma, n_steps, mode, reinit):
+    def level(data, mode_var, keys, signs, states, sigma, n_steps, mode, reinit):
         alg = annealed_hmc(lambda k, s: log_likelihood_and_grad(k, data, s, reduced), score,
                            lambda s: fourier_precision(mode_var, mean_weight(data, s), s),
                            trajectory_length=traj, leapfrog_steps=n_leap, max_leapfrog_steps=max_leap,
                            metropolis=metropolis, max_energy_error=max_err, target_accept=target)
-        return jax.vmap(lambda k, st: run_level(alg, k, st, sigma, n_steps, mode, reinit))(keys, states)
+        return jax.vmap(lambda k, sg, st: run_level(alg, k, st, sigma, n_steps, mode, reinit, sg))(keys, signs, states)
 
     if mesh is None:
         return jax.jit(level)
     whole, split = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec(parallel.AXIS)
-    return jax.jit(jax.shard_map(level, mesh=mesh, in_specs=(whole, whole, split, split, whole, whole, whole, whole),
+    return jax.jit(jax.shard_map(level, mesh=mesh,
+                                 in_specs=(whole, whole, split, split, split, whole, whole, whole, whole),
                                  out_specs=(split, split), check_vma=False))  # no collectives inside
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _draw(states: HMCState, keys: jax.Array, spectrum: jnp.ndarray, how: str,
-          pad: int) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Cropped (denoised) draws of a batch of chains and whether their cached gradients are finite."""
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _draw(states: HMCState, keys: jax.Array, signs: jnp.ndarray, spectrum: jnp.ndarray, how: str,
+          pad: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Cropped (denoised) draws of a batch of chains, their conditional means (the draws themselves
+    unless ``how`` is 'draw') and whether the cached gradients are finite."""
     if how == "draw":
-        kappa = jax.vmap(conditional_draw, in_axes=(0, 0, None))(keys, states, spectrum)
+        mean = jax.vmap(denoise)(states)
+        kappa = jax.vmap(conditional_draw, in_axes=(0, 0, None, 0))(keys, states, spectrum, signs)
     else:
         kappa = jax.vmap(denoise)(states) if how == "tweedie" else states.position
+        mean = kappa
     fields = jnp.stack([states.likelihood_grad, states.prior_score], axis=1)
-    return crop_map(kappa, pad), jnp.isfinite(fields).all(axis=(1, 2, 3))
+    return crop_map(kappa, pad), crop_map(mean, pad), jnp.isfinite(fields).all(axis=(1, 2, 3))
 
 
 @jax.jit
-def _init_positions(keys: jax.Array, mode_var: jnp.ndarray, sigma) -> jnp.ndarray:
-    return jax.vmap(lambda k: init_position(k, mode_var, sigma))(keys)
+def _init_positions(keys: jax.Array, signs: jnp.ndarray, mode_var: jnp.ndarray, sigma) -> jnp.ndarray:
+    return jax.vmap(lambda k, sg: init_position(k, mode_var, sigma, sg))(keys, signs)
 
 
-def run_chains(chain_keys: jax.Array, data: PaddedShear, prior, spectrum: jnp.ndarray, settings: SamplerSettings,
-               pad: int, on_step: Callable[[], None] | None = None) -> ChainBatch:
-    """Run a batch of chains from their keys (B, key) through annealing, burn-in and draws.
+def run_chains(chain_keys: jax.Array, chain_signs: jnp.ndarray, data: PaddedShear, prior, spectrum: jnp.ndarray,
+               settings: SamplerSettings, pad: int, on_step: Callable[[], None] | None = None) -> ChainBatch:
+    """Run a batch of chains from their keys (B, key) and antithetic signs (B,) through annealing,
+    burn-in and draws.
 
     ``spectrum`` is the preconditioner's per-mode variance on the padded grid; ``on_step()`` is called
     after every level and every draw (progress). With several devices the keys and the chain states are
@@ -237,24 +272,26 @@ def run_chains(chain_keys: jax.Array, data: PaddedShear, prior, spectrum: jnp.nd
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
     n_levels, n_draws = len(schedule), settings.draws_per_chain
     n_chains = chain_keys.shape[0]
+    signs = jnp.asarray(chain_signs, jnp.float32)
     if sharded:
         chain_keys = jnp.asarray(parallel.pad_batch(chain_keys, parallel.padded_size(n_chains)))
+        signs = jnp.asarray(parallel.pad_batch(signs, parallel.padded_size(n_chains)))
     b = chain_keys.shape[0]
     sigma0 = jnp.float32(schedule[0])
-    pos = _init_positions(fold(chain_keys, 0), spectrum, sigma0)
+    pos = _init_positions(fold(chain_keys, 0), signs, spectrum, sigma0)
     zeros = jnp.zeros_like(pos)
     log_eps0 = initial_log_step_size(int(np.prod(spectrum.shape)), settings.step_size)
     # cached terms are filled by the first level's re-initialisation
     states = HMCState(pos, jnp.zeros(b, jnp.float32), zeros, zeros, jnp.full(b, sigma0),
                       jnp.full(b, log_eps0, jnp.float32))
     if sharded:  # chains split over the devices; the data and the spectrum on every device
-        chain_keys, states = parallel.shard_batch((chain_keys, states))
+        chain_keys, signs, states = parallel.shard_batch((chain_keys, signs, states))
         data, spectrum = parallel.replicate((data, spectrum))
     host = parallel.to_host
     evals = np.zeros(b, np.int64)
     acc, eps, lf, div = (np.zeros((b, n_levels)) for _ in range(4))
     for i, sigma in enumerate(schedule):
-        states, info = level(data, spectrum, fold(chain_keys, 1 + i), states, jnp.float32(sigma),
+        states, info = level(data, spectrum, fold(chain_keys, 1 + i), signs, states, jnp.float32(sigma),
                              settings.steps_per_level, ADAPT_DOWN, True)
         acc[:, i], eps[:, i] = host(info.acceptance_rate), host(info.step_size)
         lf[:, i], div[:, i] = host(info.n_evals), host(info.n_divergent)
@@ -262,26 +299,42 @@ def run_chains(chain_keys: jax.Array, data: PaddedShear, prior, spectrum: jnp.nd
         tick()
     sigma_min = jnp.float32(schedule[-1])
     if settings.burn_in > 0:
-        states, info = level(data, spectrum, fold(chain_keys, 1 + n_levels), states, sigma_min, settings.burn_in,
+        states, info = level(data, spectrum, fold(chain_keys, 1 + n_levels), signs, states, sigma_min, settings.burn_in,
                              ADAPT, False)
         evals += host(info.n_evals)
     ny, nx = (n - 2 * pad for n in data.g1.shape)
     draws = np.empty((b, n_draws, ny, nx), np.float32)
+    means = np.empty_like(draws)
     ok = np.ones(b, bool)
     draw_acc, draw_div = np.zeros(b), np.zeros(b)
     for j in range(n_draws):
-        states, info = level(data, spectrum, fold(chain_keys, 2 + n_levels + j), states, sigma_min, settings.thin,
+        states, info = level(data, spectrum, fold(chain_keys, 2 + n_levels + j), signs, states, sigma_min, settings.thin,
                              FROZEN, False)
         evals += host(info.n_evals)
         draw_acc += host(info.acceptance_rate) / n_draws
         draw_div += host(info.n_divergent)
-        kappa, finite = _draw(states, fold(chain_keys, DRAW_KEY + j), spectrum, settings.denoise, pad)
-        draws[:, j] = host(kappa)
+        kappa, mean, finite = _draw(states, fold(chain_keys, DRAW_KEY + j), signs, spectrum, settings.denoise, pad)
+        draws[:, j], means[:, j] = host(kappa), host(mean)
         ok &= host(finite)
         tick()
-    ok &= np.isfinite(draws).all(axis=(1, 2, 3))
-    out = ChainBatch(draws, ok, evals, acc, eps, lf, div, draw_acc, draw_div, host(jnp.exp(states.log_step_size)))
+    ok &= np.isfinite(draws).all(axis=(1, 2, 3)) & np.isfinite(means).all(axis=(1, 2, 3))
+    out = ChainBatch(draws, means, ok, evals, acc, eps, lf, div, draw_acc, draw_div, host(jnp.exp(states.log_step_size)))
     return ChainBatch(*(field[:n_chains] for field in out))
+
+
+def chain_pair(c: int, antithetic: bool) -> int:
+    """The antithetic pair of chain c (c itself without antithetic pairs)."""
+    return c // 2 if antithetic else c
+
+
+def chain_sign(c: int, antithetic: bool) -> float:
+    """Chain c's antithetic sign: +1 for even c, −1 for odd c (+1 without antithetic pairs)."""
+    return -1.0 if antithetic and c % 2 else 1.0
+
+
+def chain_key(key: jax.Array, c: int, antithetic: bool) -> jax.Array:
+    """The key of chain c: fold_in(key, its pair) (module docstring)."""
+    return jax.random.fold_in(key, chain_pair(c, antithetic))
 
 
 def summaries(draws: np.ndarray) -> dict[str, np.ndarray]:
@@ -301,14 +354,15 @@ def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: Sampler
                      chunk: int = 10, reference=None, spectrum: tuple | None = None,
                      on_step: Callable[[], None] | None = None,
                      on_restart: Callable[[int], None] | None = None,
-                     on_samples: Callable[[np.ndarray], None] | None = None) -> PosteriorSamples:
+                     on_samples: Callable[[np.ndarray, np.ndarray], None] | None = None) -> PosteriorSamples:
     """Posterior draws of κ for padded shear ``data`` and ``prior`` (see the module docstring).
 
     ``pad``: the padding of ``data`` (draws are cropped to the unpadded map). ``reference``: a Gaussian
     prior whose spectrum preconditions a learned prior whose score cannot be probed; ``spectrum``: that
     result of :func:`~massmap.infer.preconditioner.prior_spectrum` when the caller has it already. Callbacks:
     ``on_step()`` after each level or draw of a chunk, ``on_restart(n)`` when n chains are re-run,
-    ``on_samples(batch)`` with each chunk's finished samples (k, ny, nx), in order. Same key → same samples.
+    ``on_samples(batch, means)`` with each chunk's finished samples (k, ny, nx) and their conditional means,
+    in order. Same key → same samples.
     """
     shape = tuple(data.g1.shape)
     schedule = settings.schedule
@@ -318,7 +372,8 @@ def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: Sampler
     kept: list[ChainBatch] = []
     kept_summaries: list[dict] = []
     total_evals, restarts, dropped, failures, n_out = 0, 0, 0, 0, 0
-    samples = []
+    samples, means = [], []
+    groups: dict[tuple, list] = {}  # independent unit → [(draws taken, their conditional means' sum)]
     for start in range(0, chains, chunk):
         pending = list(range(start, min(start + chunk, chains)))
         results: dict[int, tuple] = {}
@@ -331,32 +386,37 @@ def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: Sampler
                     on_restart(len(pending))
             # pad the chunk (to a multiple of the device count); extras are discarded
             ids = pending + [pending[0]] * (parallel.padded_size(chunk) - len(pending))
-            keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, c), attempt) for c in ids])
-            out = run_chains(keys, data, prior, spectrum, settings, pad, on_step)
+            keys = jnp.stack([jax.random.fold_in(chain_key(key, c, settings.antithetic), attempt) for c in ids])
+            signs = np.array([chain_sign(c, settings.antithetic) for c in ids], np.float32)
+            out = run_chains(keys, signs, data, prior, spectrum, settings, pad, on_step)
             total_evals += int(out.n_evals[: len(pending)].sum())
             still = []
             for row, c in enumerate(pending):
                 if out.ok[row]:
-                    results[c] = tuple(field[row] for field in out)
+                    results[c] = (attempt, tuple(field[row] for field in out))
                 else:
                     failures += 1
                     still.append(c)
             pending = still
         dropped += len(pending)
-        batch = []
+        batch, batch_means = [], []
         for c in sorted(results):
-            chain = ChainBatch(*results[c])
-            kept.append(chain._replace(draws=None))  # per-draw scalars are kept; the maps are not kept twice
+            attempt, fields = results[c]
+            chain = ChainBatch(*fields)
+            kept.append(chain._replace(draws=None, means=None))  # per-draw scalars kept; the maps not twice
             kept_summaries.append(summaries(chain.draws))
             take = min(n_draws, settings.n_samples - n_out)
             if take > 0:
                 batch.append(chain.draws[:take])
+                batch_means.append(chain.means[:take])
                 n_out += take
+                unit = (chain_pair(c, settings.antithetic), attempt)
+                groups.setdefault(unit, []).append(chain.means[:take].sum(axis=0, dtype=np.float64) / take)
         if batch:
-            batch_arr = np.concatenate(batch)
-            samples.append(batch_arr)
+            samples.append(np.concatenate(batch))
+            means.append(np.concatenate(batch_means))
             if on_samples is not None:
-                on_samples(batch_arr)
+                on_samples(samples[-1], means[-1])
     if not kept:
         raise SamplingError(f"all {chains} posterior chains produced NaN/inf, even after "
                             f"{settings.max_restarts} restarts each; check the prior and posterior.step_size")
@@ -378,4 +438,5 @@ def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: Sampler
         n_restarts=int(restarts), n_dropped=int(dropped), n_score_evals=int(total_evals), rhat=rhat, ess=ess,
         sigma_max=float(settings.sigma_max), sigma_min=float(settings.sigma_min), prior=str(prior.name),
         preconditioner=how)
-    return from_samples(np.concatenate(samples), info)
+    units = np.stack([np.mean(g, axis=0) for g in groups.values()])
+    return from_samples(np.concatenate(samples), info, np.concatenate(means), units)

@@ -139,13 +139,15 @@ def check_prior_grid(prior: Prior, ny_pad: int, nx_pad: int, pixel_size_arcmin: 
 
 def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.Array, prior: Prior,
                    reference: GaussianPrior | None = None, methods: Sequence[str] = ("posterior",),
-                   progress: bool = True, on_samples: Callable[[np.ndarray], None] | None = None) -> PosteriorRun:
+                   progress: bool = True,
+                   on_samples: Callable[[np.ndarray, np.ndarray], None] | None = None) -> PosteriorRun:
     """Posterior samples (mean, std, diagnostics) and/or the MAP map of binned ``shear``.
 
     ``reference``: the Gaussian prior of the signal C_ℓ, which preconditions a learned prior whose score
-    cannot be probed. ``on_samples(chunk)`` receives finished samples (k, ny, nx) in order. If Ctrl-C
+    cannot be probed. ``on_samples(chunk, means)`` receives finished samples (k, ny, nx) and their
+    conditional means in order. If Ctrl-C
     stops sampling after some samples finished, they are returned with ``interrupted=True``. Same key →
-    same samples; chain c uses fold_in(key, c).
+    same samples; chain c uses fold_in(key, c // 2) with sign ±1 (antithetic pairs; fold_in(key, c) without).
     """
     methods = tuple(methods)
     _validate(shear, pad, methods)
@@ -168,12 +170,12 @@ def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.A
     if "posterior" in methods:
         settings = sampler_settings(pc, prior, shape)
         n_chunks = -(-settings.chains // min(pc.chunk, settings.chains))
-        finished: list[np.ndarray] = []
+        finished: list[tuple[np.ndarray, np.ndarray]] = []
 
-        def keep(batch):
-            finished.append(batch)
+        def keep(batch, means):
+            finished.append((batch, means))
             if on_samples is not None:
-                on_samples(batch)
+                on_samples(batch, means)
 
         with tqdm(total=n_chunks * steps_per_run(settings), desc="posterior", unit="step",
                   disable=not progress) as bar:
@@ -187,7 +189,8 @@ def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.A
             except KeyboardInterrupt:
                 if not finished:
                     raise
-                return PosteriorRun(from_samples(np.concatenate(finished)), None, interrupted=True)
+                done, means = (np.concatenate(part) for part in zip(*finished))
+                return PosteriorRun(from_samples(done, None, means), None, interrupted=True)
     if "map" in methods:
         estimate = map_estimate(key, data, prior, map_settings(pc, prior, shape), pad=pad,
                                 spectrum=spectrum_for("map"))
