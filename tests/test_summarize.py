@@ -280,7 +280,8 @@ def full_case(tmp_path_factory):
     sig = 0.3 * truth.std()
     mu = truth + sig * rng.normal(size=(N, N))
     samples = mu + sig * rng.normal(size=(120, N, N))
-    images.update(KAPPA_MEAN=mu, KAPPA_STD=np.full((N, N), sig), KAPPA_SAMPLES=samples, KAPPA_MAP=mu)
+    images.update(KAPPA_MEAN=mu, KAPPA_STD=np.full((N, N), sig), KAPPA_SAMPLES=samples, KAPPA_MAP=mu,
+                  KAPPA_MEAN_ERR=np.full((N, N), sig / np.sqrt(120)))
     diag = {"RHAT_MEAN": np.array([1.01]), "ESS_MEAN": np.array([110.0])}
     write_maps(d / "full.fits", GRID, images, provenance(cfg, "reconstruct", {"input": "shear.fits"}),
                tables={"DIAGNOSTICS": diag})
@@ -324,6 +325,9 @@ def test_cli_summary_outputs_and_metrics(full_case):
     assert pos["p_positive_posterior"][0] == 1.0 and pos["p_positive_posterior"][1] == 0.0  # S/N ≈ 8 there
     assert pos["kappa_posterior"][2] is None  # off the grid: NaN → null
     assert m["diagnostics"]["RHAT_MEAN"] == [1.01]
+    # the mean's Monte-Carlo error: σ/√120 everywhere, against the posterior σ (float32 images)
+    assert post["mean_mc_error_rms"] == pytest.approx(0.3 * truth.std() / np.sqrt(120), rel=1e-5)
+    assert post["mean_mc_error_over_std"] == pytest.approx(1 / np.sqrt(120), rel=1e-5)
 
 
 def test_cli_summary_sample_statistics_against_the_truth(full_case):

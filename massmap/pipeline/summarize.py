@@ -98,6 +98,11 @@ def _method_metrics(recon: Reconstruction, s: MethodSummary, config: Config, all
             snr_b = stats.signal_to_noise(s.extra["kappa_b"], s.extra["std_b"])
             snr_images["SNR_KS_B"] = snr_b
             row["n_peaks_b"] = len(stats.find_peaks(snr_b, allowed, sc.peak_threshold, sc.max_peaks)[0])
+    if m == "posterior" and "KAPPA_MEAN_ERR" in recon.images:  # is n_samples enough for the mean?
+        err = np.sqrt(np.mean(np.asarray(recon.images["KAPPA_MEAN_ERR"], np.float64)[inside] ** 2))
+        row["mean_mc_error_rms"] = float(err)
+        if s.std is not None:
+            row["mean_mc_error_over_std"] = float(err / max(np.sqrt(np.mean(s.std[inside] ** 2)), 1e-300))
     if truth is not None:
         row.update(rmse=stats.rmse(s.kappa, truth, inside),
                    rmse_mean_removed=stats.rmse(s.kappa, truth, inside, remove_mean=True),

@@ -29,6 +29,7 @@ METRIC_NAMES = {
     "snr_source": "σ from", "median_sigma": "median σ(κ)", "max_snr": "max S/N", "n_peaks": "peaks ≥ threshold",
     "n_peaks_b": "B-mode peaks ≥ threshold", "b_over_e_rms": "rms(B) / rms(E)", "rmse": "RMSE vs truth",
     "rmse_mean_removed": "RMSE vs truth (means removed)", "pearson_r": "Pearson r vs truth",
+    "mean_mc_error_rms": "Monte-Carlo error of the mean (rms)", "mean_mc_error_over_std": "MC error / posterior σ (rms)",
 }
 
 
