@@ -1,4 +1,5 @@
 """End-to-end reconstruction: analytic profile, mocks, round trips, provenance and the CLI."""
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
@@ -10,6 +11,7 @@ from massmap.config import load_config
 from massmap.geometry import FlatGrid
 from massmap.io.maps import config_from_header, write_maps
 from massmap.io.output import provenance
+from massmap.ops.shear import kappa_to_shear
 from massmap.pipeline.mock import run_mock_catalog
 from massmap.pipeline.reconstruct import run_reconstruct
 
@@ -65,6 +67,48 @@ def test_mock_catalog_then_reconstruct_recovers_truth(tmp_path):
     assert mask.all()  # 32 galaxies per pixel on average: every pixel has data
     # Noiseless, every pixel sampled, periodic KS: exact up to the (unconstrained) mean.
     np.testing.assert_allclose(ke, kappa - kappa.mean(), atol=1e-5)
+
+
+def test_mock_catalog_at_the_positions_of_a_survey_footprint(tmp_path):
+    """mock.positions: a 'survey' catalog far from the map (RA 150, Dec 2) with a circular hole of radius
+    8′ off its centre and 50 galaxies/arcmin², a 40′ × 40′ square, laid on a 32² map of 1′ pixels at
+    RA = Dec = 0: the mock has no galaxy in the hole, thinned to mock.n_gal = 10 per arcmin² of the
+    occupied pixels (Poisson: 10 per pixel, ±4% over ~830 pixels, 10% tolerance), nothing off the map,
+    and (σ_e = 0) exactly the shear of its pixel."""
+    rng = np.random.default_rng(1)
+    survey = FlatGrid(150.0, 2.0, 1.0, 40, 40)
+    n = 40 * 40 * 50
+    x, y = rng.uniform(-0.5, 39.5, n), rng.uniform(-0.5, 39.5, n)
+    hole = np.hypot(x - 25.5, y - 19.5) < 8.0  # 6′ right of the centre (19.5, 19.5)
+    ra, dec = survey.pixel_to_world(x[~hole], y[~hole])
+    write_table(tmp_path / "survey.fits", {"RA": ra, "DEC": dec, "E1": np.zeros(ra.size), "E2": np.zeros(ra.size)})
+    grid = FlatGrid(0.0, 0.0, 1.0, 32, 32)
+    kappa = (0.05 * rng.normal(size=(32, 32))).astype(np.float32)
+    cfg = load_config(overrides=["mock.sigma_e=0", "mock.n_gal=10", f"mock.positions={tmp_path / 'survey.fits'}"])
+    write_maps(tmp_path / "k.fits", grid, {"KAPPA": kappa}, provenance(cfg, "test"))
+    info = run_mock_catalog(cfg, tmp_path / "k.fits", tmp_path / "mock.fits")
+    with fits.open(tmp_path / "mock.fits") as h:
+        cat = h[1].data
+    mx, my = grid.world_to_pixel(cat["RA"], cat["DEC"])
+    assert mx.min() >= -0.5 and mx.max() < 31.5 and my.min() >= -0.5 and my.max() < 31.5
+    # the catalog's centre (its mean position: the hole moves it by ≈ 0.9′) lands on the map's centre
+    hx, hy = 25.5 - x[~hole].mean() + 15.5, 19.5 - y[~hole].mean() + 15.5
+    assert not np.any(np.hypot(mx - hx, my - hy) < 7.8)
+    occupied = np.unique(np.round(my).astype(int) * 32 + np.round(mx).astype(int)).size
+    assert occupied < 32 * 32 - 150  # the hole (≈ 200 pixels) is empty
+    assert info["n_galaxies"] / occupied == pytest.approx(10.0, rel=0.1)
+    g1, g2 = (np.asarray(a) for a in kappa_to_shear(jnp.asarray(kappa)))
+    ix, iy = np.round(mx).astype(int), np.round(my).astype(int)
+    np.testing.assert_allclose(cat["E1"], g1[iy, ix], atol=1e-6)
+    np.testing.assert_allclose(cat["E2"], g2[iy, ix], atol=1e-6)
+    # a catalog whose every galaxy lies more than the map's half-width from its centre: one-line error
+    ring = np.hypot(x - 19.5, y - 19.5) > 23.0  # the map reaches 16√2 ≈ 22.6′ from its centre
+    ra, dec = survey.pixel_to_world(x[ring], y[ring])
+    write_table(tmp_path / "ring.fits", {"RA": ra, "DEC": dec, "E1": np.zeros(ra.size), "E2": np.zeros(ra.size)})
+    bad = CliRunner().invoke(main, ["mock-catalog", str(tmp_path / "k.fits"), "-o", str(tmp_path / "m2.fits"),
+                                    "--set", f"mock.positions={tmp_path / 'ring.fits'}"])
+    assert bad.exit_code == 2 and "mock.positions" in bad.output and "ring.fits" in bad.output, bad.output
+    assert not (tmp_path / "m2.fits").exists()
 
 
 def test_binned_shear_output_is_valid_input(tmp_path):

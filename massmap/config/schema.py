@@ -149,8 +149,10 @@ class SourcesConfig:
 class MockConfig:
     """Mock shear catalogs drawn from a κ map."""
 
-    n_gal: float = 30.0  # galaxies per arcmin²
+    n_gal: float = 30.0  # galaxies per arcmin² (with positions: at most, over the pixels they occupy)
     sigma_e: float = 0.26  # per-component shape noise (0 = noiseless)
+    positions: Optional[str] = None  # a shear catalog whose galaxy positions (footprint) the mock takes;
+    # null: uniform positions
 
     def __post_init__(self):
         if not self.n_gal > 0:

@@ -1,4 +1,11 @@
-"""``massmap mock-catalog``: a κ map (FITS image or HDF5 map set) → a mock shear catalog."""
+"""``massmap mock-catalog``: a κ map (FITS image or HDF5 map set) → a mock shear catalog.
+
+Galaxy positions are uniform on the map (``mock.n_gal`` per arcmin²), or those of a real catalog
+(``mock.positions``): its galaxies' offsets from its own centre, laid on the map about the map's centre
+(the same gnomonic projection and pixel scale), so the mock has the survey's holes, edges and density
+variations; those off the map are dropped, and the rest thinned at random to ``mock.n_gal`` per
+arcmin² of the pixels they occupy where the catalog is denser.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +15,11 @@ import jax
 import numpy as np
 
 from massmap.config import Config
-from massmap.geometry import FlatGrid
-from massmap.io.catalog import write_catalog
+from massmap.geometry import FlatGrid, circular_mean_deg
+from massmap.io.catalog import read_catalog, write_catalog
 from massmap.io.maps import provenance_header, read_kappa_image, write_maps
 from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
-from massmap.ops.mock import mock_galaxies
+from massmap.ops.mock import lensed_ellipticities, mock_galaxies
 
 
 def load_kappa(path: str | Path, config: Config, index: int | None) -> tuple[FlatGrid, np.ndarray, dict]:
@@ -39,6 +46,22 @@ def load_kappa(path: str | Path, config: Config, index: int | None) -> tuple[Fla
     return grid, kappa, {}
 
 
+def footprint_positions(path: str | Path, config: Config, grid: FlatGrid, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (x, y) on ``grid`` of the galaxies of catalog ``path`` (``mock.positions``; its
+    columns as ``catalog.columns``), moved from the catalog's centre to the map's (module docstring)."""
+    cat = read_catalog(path, config.catalog)
+    centre = FlatGrid(circular_mean_deg(cat.ra), float(np.mean(cat.dec)), grid.pixel_size_arcmin, grid.ny, grid.nx)
+    x, y = centre.world_to_pixel(cat.ra, cat.dec)
+    on = (x >= -0.5) & (x < grid.nx - 0.5) & (y >= -0.5) & (y < grid.ny - 0.5)
+    if not on.any():
+        raise InputError(f"mock.positions: no galaxy of '{path}' falls on the {grid.ny}×{grid.nx} map")
+    x, y = x[on], y[on]
+    occupied = np.unique(np.round(y).astype(np.int64) * grid.nx + np.round(x).astype(np.int64)).size
+    fraction = min(1.0, config.mock.n_gal * occupied * grid.pixel_size_arcmin**2 / x.size)
+    keep = np.asarray(jax.random.uniform(key, (x.size,))) < fraction
+    return x[keep], y[keep]
+
+
 def run_mock_catalog(config: Config, kappa_path: str | Path, output: str | Path,
                      truth_out: str | Path | None = None, index: int | None = None,
                      overwrite: bool = False) -> dict[str, Any]:
@@ -47,9 +70,15 @@ def run_mock_catalog(config: Config, kappa_path: str | Path, output: str | Path,
     truth = check_output(truth_out, overwrite) if truth_out else None
     grid, kappa, extra = load_kappa(kappa_path, config, index)
     key_count, key_gal = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
-    area = grid.ny * grid.nx * grid.pixel_size_arcmin**2
-    n_gal = int(jax.random.poisson(key_count, config.mock.n_gal * area))
-    x, y, e1, e2 = mock_galaxies(key_gal, kappa, n_gal, config.mock.sigma_e)
+    if config.mock.positions is None:
+        area = grid.ny * grid.nx * grid.pixel_size_arcmin**2
+        n_gal = int(jax.random.poisson(key_count, config.mock.n_gal * area))
+        x, y, e1, e2 = mock_galaxies(key_gal, kappa, n_gal, config.mock.sigma_e)
+    else:
+        x, y = footprint_positions(config.mock.positions, config, grid, key_count)
+        n_gal = int(x.size)
+        e1, e2 = lensed_ellipticities(jax.random.split(key_gal)[1], kappa, x, y, config.mock.sigma_e)
+        extra = {**extra, "positions": Path(config.mock.positions).name}
     ra, dec = grid.pixel_to_world(np.asarray(x, np.float64), np.asarray(y, np.float64))
     inputs = {"kappa": Path(kappa_path).name, "n_galaxies": n_gal, **extra}
     prov = provenance(config, "mock-catalog", inputs)
