@@ -112,8 +112,8 @@ def run_field(out: Path, maps: Path, index: int, seed: int, prior: str, n_sample
         err = np.asarray(hdul["KAPPA_MEAN_ERR"].data, float) if "KAPPA_MEAN_ERR" in names else None
     # the n-draw mean carries Monte Carlo noise of variance ε² per pixel on top of the exact posterior
     # mean's error: E|m_n − κ|² = |m − κ|² + Σ ε², so √(RMSE² − mean(ε²)) estimates the RMSE of the
-    # exact posterior mean. ε = KAPPA_MEAN_ERR (the std of the averaged conditional means / √n, unbiased
-    # in ε²); outputs from before it existed: ε² = std²/n (the samples' average)
+    # exact posterior mean. ε = KAPPA_MEAN_ERR (the sampler's batch-means estimate over independent units:
+    # chains or antithetic pairs); outputs without it: ε² = std²/n (independent samples averaged)
     if "posterior_rmse" in row:
         mc = float(np.mean(err[mask] ** 2)) if err is not None else float(np.mean(std[mask] ** 2)) / n_samples
         row["posterior_rmse_exact_mean"] = float(np.sqrt(max(row["posterior_rmse"] ** 2 - mc, 0.0)))

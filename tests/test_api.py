@@ -29,8 +29,9 @@ def test_quickstart_example_runs_and_its_maps_are_right(capsys):
     assert truth.shape == maps["KAPPA_WIENER"].shape == post.mean.shape == (32, 32)
     # Wiener beats unsmoothed KS on a noisy 1′ field (r 0.52 vs 0.35 here; the margin is large)
     assert massmap.pearson_r(maps["KAPPA_WIENER"], truth) > massmap.pearson_r(maps["KAPPA_KS"], truth) + 0.05
-    # with the Gaussian prior the posterior mean is the Wiener map: rms of the difference in Monte-Carlo
-    # errors std/√16 near 1 (below 2: draws within a chain are correlated, 4 chains × 4 draws)
+    # with the Gaussian prior the posterior mean is the Wiener map: rms of the difference in units of
+    # std/√16 near 1 for independent chains (below 2: draws within a chain are correlated, 4 chains × 4
+    # draws); the default antithetic pairs bring it far below 1
     z = (post.mean - maps["KAPPA_WIENER"]) / (post.std / np.sqrt(len(post.samples)))
     assert np.sqrt(np.mean(z**2)) < 2.0
     out = capsys.readouterr().out

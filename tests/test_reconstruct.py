@@ -11,6 +11,7 @@ from massmap.config import load_config
 from massmap.geometry import FlatGrid
 from massmap.io.maps import config_from_header, write_maps
 from massmap.io.output import provenance
+from massmap.io.reconstruction import read_reconstruction
 from massmap.ops.shear import kappa_to_shear
 from massmap.pipeline.mock import run_mock_catalog
 from massmap.pipeline.reconstruct import run_reconstruct
@@ -111,6 +112,21 @@ def test_mock_catalog_at_the_positions_of_a_survey_footprint(tmp_path):
     assert not (tmp_path / "m2.fits").exists()
 
 
+def test_catalog_centre_across_ra_zero_and_at_a_pole():
+    """The footprint's centre is the direction of the mean unit vector: a patch straddling RA = 0 has its
+    centre at RA ≈ 0 (not 180), a cap around the north pole at Dec ≈ 90 (a mean of Dec would give the
+    cap's mean colatitude off the pole: 89.83° here). Exact for these symmetric patches up to rounding."""
+    from massmap.pipeline.mock import catalog_centre
+
+    ra = np.array([359.0, 359.5, 0.5, 1.0])
+    dec = np.array([-1.0, 1.0, -1.0, 1.0])
+    r0, d0 = catalog_centre(ra, dec)
+    assert min(r0, 360 - r0) < 1e-9 and abs(d0) < 1e-9
+    phi = np.linspace(0, 360, 72, endpoint=False)
+    r0, d0 = catalog_centre(np.repeat(phi, 3), np.tile([89.9, 89.8, 89.75], 72))
+    assert d0 == pytest.approx(90.0, abs=1e-9)
+
+
 def test_binned_shear_output_is_valid_input(tmp_path):
     grid = FlatGrid(150.0, 2.0, 1.0, 32, 32)
     _gaussian_profile_catalog(tmp_path / "cat.fits", grid, per_pixel=2)
@@ -193,11 +209,23 @@ def test_posterior_methods_are_written_with_diagnostics(tmp_path):
         diag = h["DIAGNOSTICS"]
         assert len(diag.data["SIGMA"]) == cfg.posterior.n_levels and diag.header["PRIOR"] == "gaussian"
     # Gaussian prior, uniform noise, no mask, pad 0: the posterior mean is the Wiener map up to Monte-Carlo
-    # error std/sqrt(16) per pixel (mean z² ≈ 1; 2 allows for correlated draws), and the MAP is Wiener.
+    # error std/sqrt(16) per pixel for independent draws (mean z² ≈ 1; 2 allows for correlated draws; the
+    # default antithetic pairs make it much smaller), and the MAP is Wiener.
     z2 = np.mean(((mean - wie) / (std / 4.0)) ** 2)
     assert z2 < 2.0, z2
     np.testing.assert_allclose(kmap, wie, atol=0.01 * wie.std())
     assert info["score_evals_per_sample"] < 1000  # the issue's efficiency target for the Gaussian case
+    # the mean's Monte-Carlo error (2 antithetic pairs of chains): written, read back, far below the
+    # std/√16 of independent draws in this exact Gaussian limit (the pairs cancel the noise)
+    err = read_reconstruction(tmp_path / "p.fits").images["KAPPA_MEAN_ERR"]
+    assert err.shape == (32, 32) and np.all(err > 0)
+    assert np.sqrt(np.mean(err**2)) < 0.1 * np.sqrt(np.mean(std**2)) / 4
+    # one chain is one unit: no error estimate, no extension
+    one = load_config(overrides=["pad=0", "posterior.prior=gaussian", "posterior.n_samples=4", "posterior.chains=1",
+                                 "wiener.cl_file=" + str(_cl_file(tmp_path))])
+    run_reconstruct(one, shear, tmp_path / "one.fits", method="posterior", plot=False)
+    with fits.open(tmp_path / "one.fits") as h:
+        assert "KAPPA_MEAN" in h and "KAPPA_MEAN_ERR" not in h
 
 
 def test_interrupted_sampling_keeps_finished_samples(tmp_path, monkeypatch):

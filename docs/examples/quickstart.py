@@ -64,4 +64,5 @@ print(f"{len(post.samples)} samples, {post.score_evals_per_sample:.0f} score eva
 print(f"posterior mean: r = {mm.pearson_r(post.mean, truth):.3f}; "
       f"68% coverage of the truth {float(mm.coverage(post.samples, truth, [0.68])[0]):.2f}")
 z = (post.mean - maps["KAPPA_WIENER"]) / (post.std / np.sqrt(len(post.samples)))
-print(f"posterior mean − Wiener in Monte-Carlo errors: rms {np.sqrt(np.mean(z**2)):.2f}")
+print(f"posterior mean − Wiener in units of std/√n: rms {np.sqrt(np.mean(z**2)):.2f} "
+      "(about 1 for independent chains; antithetic pairs, the default, make it smaller)")

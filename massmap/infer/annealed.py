@@ -40,7 +40,8 @@ conditional draw) is multiplied by its ``sign`` (±1), the uniform draws (trajec
 test) are not. Two chains with the same key and opposite signs are then mirror images about the mode in
 the Gaussian limit — the leapfrog map is linear and the energy error even about the mode, so they make
 the same accept decisions — and their average has no Monte-Carlo noise there (Frigessi, Gåsemyr &
-Rue 2000); each chain alone is an ordinary chain of the same target.
+Rue 2000) once the mirrored start (mirrored about 0, not about the mode) is forgotten; each chain
+alone is an ordinary chain of the same target.
 
 API (blackjax style): :func:`annealed_hmc` returns ``SamplingAlgorithm(init, step)`` for one chain;
 :func:`run_level` runs several transitions at one level (vmap it over chains); :func:`denoise` and

@@ -18,9 +18,10 @@ E[κ | κ_σ,j] (Tweedie's) plus an independent zero-mean Gaussian field, so the
 the expectation of the samples' average and a smaller variance — the draws' own spread (per mode
 σ² s_k / (s_k + σ²), most of a pixel's posterior variance at the small, noise-dominated scales) adds
 Monte-Carlo noise to the samples' average but nothing to the estimate. ``mean_error`` is the
-Monte-Carlo standard error of that mean from independent units (batch means): the average of m_j
-over the draws of a chain, or of an antithetic pair of chains run together: std(units) / √(units)
-(0 with a single unit).
+Monte-Carlo standard error of that mean from independent units (batch means: the draws of a chain,
+or of an antithetic pair of chains run together; a chain rerun after a failure is its own unit), by
+the ratio estimator ε² = U/(U − 1) Σ_u (n_u/N)² (ū_u − m)² over U units of n_u draws (N in all,
+ū_u their mean, m the mean): var(ū)/U for equal units; None with fewer than two units.
 The standard deviation is the samples' (it includes the draws' spread).
 
 Antithetic pairs (``antithetic``, the default): chains 2i and 2i + 1 share the key fold_in(key, i) and
@@ -168,7 +169,7 @@ class PosteriorSamples(NamedTuple):
     samples: np.ndarray  # (n, ny, nx) float32
     mean: np.ndarray  # (ny, nx) float32, float64 accumulation; the average of the draws' conditional means
     std: np.ndarray  # (ny, nx) float32, ddof = 1 (0 for a single sample), of the samples
-    mean_error: np.ndarray  # (ny, nx) float32, Monte-Carlo standard error of ``mean`` (0 for one unit)
+    mean_error: np.ndarray | None  # (ny, nx) float32, Monte-Carlo standard error of ``mean``; None if unknown
     info: SamplerInfo | None  # None when the run was interrupted before it finished
 
     @property
@@ -190,22 +191,31 @@ def posterior_moments(samples: np.ndarray, axis: int = 0) -> tuple[np.ndarray, n
     return mean, std
 
 
-def from_samples(samples: np.ndarray, info: SamplerInfo | None = None, means: np.ndarray | None = None,
-                 units: np.ndarray | None = None) -> PosteriorSamples:
-    """:class:`PosteriorSamples` of draws (n, ny, nx) with their moments (float32).
+def from_samples(samples: np.ndarray, info: SamplerInfo | None = None, mean: np.ndarray | None = None,
+                 mean_error: np.ndarray | None = None) -> PosteriorSamples:
+    """:class:`PosteriorSamples` of draws (n, ny, nx) with their std (float32).
 
-    ``means``: the draws' conditional means (n, ny, nx), whose average is the (Rao–Blackwellised)
-    posterior mean (module docstring); None → the samples' average. ``units``: (u, ny, nx) averages over
-    independent units whose spread gives the mean's Monte-Carlo error; None → every draw is one.
+    ``mean``: the (Rao–Blackwellised) posterior mean, None → the samples' average; ``mean_error``: its
+    Monte-Carlo standard error (:func:`mean_and_error`), or None.
     """
     samples = np.asarray(samples, np.float32)
-    _, std = posterior_moments(samples)
-    mean, _ = posterior_moments(samples if means is None else np.asarray(means, np.float32))
-    if units is None:
-        units = samples if means is None else means
-    _, spread = posterior_moments(units)
-    error = spread / np.sqrt(len(units))
-    return PosteriorSamples(samples, mean.astype(np.float32), std.astype(np.float32), error.astype(np.float32), info)
+    sample_mean, std = posterior_moments(samples)
+    mean = sample_mean if mean is None else mean
+    error = None if mean_error is None else np.asarray(mean_error, np.float32)
+    return PosteriorSamples(samples, np.asarray(mean, np.float32), std.astype(np.float32), error, info)
+
+
+def mean_and_error(sums: list[np.ndarray], counts: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The mean of N = Σ n_u draws from the sums (float64 maps) and draw counts n_u of independent units,
+    and its Monte-Carlo standard error by the ratio estimator of the module docstring (None for U < 2)."""
+    n = np.asarray(counts, np.float64)
+    total = float(n.sum())
+    mean = np.sum(sums, axis=0) / total
+    if len(n) < 2:
+        return mean, None
+    unit_means = np.stack(sums) / n[:, None, None]
+    var = len(n) / (len(n) - 1) * np.sum((n[:, None, None] / total) ** 2 * (unit_means - mean) ** 2, axis=0)
+    return mean, np.sqrt(var)
 
 
 @functools.lru_cache(maxsize=8)
@@ -304,7 +314,7 @@ def run_chains(chain_keys: jax.Array, chain_signs: jnp.ndarray, data: PaddedShea
         evals += host(info.n_evals)
     ny, nx = (n - 2 * pad for n in data.g1.shape)
     draws = np.empty((b, n_draws, ny, nx), np.float32)
-    means = np.empty_like(draws)
+    means = np.empty_like(draws) if settings.denoise == "draw" else draws  # otherwise the same maps
     ok = np.ones(b, bool)
     draw_acc, draw_div = np.zeros(b), np.zeros(b)
     for j in range(n_draws):
@@ -314,7 +324,9 @@ def run_chains(chain_keys: jax.Array, chain_signs: jnp.ndarray, data: PaddedShea
         draw_acc += host(info.acceptance_rate) / n_draws
         draw_div += host(info.n_divergent)
         kappa, mean, finite = _draw(states, fold(chain_keys, DRAW_KEY + j), signs, spectrum, settings.denoise, pad)
-        draws[:, j], means[:, j] = host(kappa), host(mean)
+        draws[:, j] = host(kappa)
+        if means is not draws:
+            means[:, j] = host(mean)
         ok &= host(finite)
         tick()
     ok &= np.isfinite(draws).all(axis=(1, 2, 3)) & np.isfinite(means).all(axis=(1, 2, 3))
@@ -372,8 +384,8 @@ def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: Sampler
     kept: list[ChainBatch] = []
     kept_summaries: list[dict] = []
     total_evals, restarts, dropped, failures, n_out = 0, 0, 0, 0, 0
-    samples, means = [], []
-    groups: dict[tuple, list] = {}  # independent unit → [(draws taken, their conditional means' sum)]
+    samples = []
+    units: dict[tuple, list] = {}  # independent unit → [sum of its draws' conditional means, draws]
     for start in range(0, chains, chunk):
         pending = list(range(start, min(start + chunk, chains)))
         results: dict[int, tuple] = {}
@@ -410,13 +422,13 @@ def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: Sampler
                 batch.append(chain.draws[:take])
                 batch_means.append(chain.means[:take])
                 n_out += take
-                unit = (chain_pair(c, settings.antithetic), attempt)
-                groups.setdefault(unit, []).append(chain.means[:take].sum(axis=0, dtype=np.float64) / take)
+                unit = units.setdefault((chain_pair(c, settings.antithetic), attempt), [0.0, 0])
+                unit[0] = unit[0] + chain.means[:take].sum(axis=0, dtype=np.float64)
+                unit[1] += take
         if batch:
             samples.append(np.concatenate(batch))
-            means.append(np.concatenate(batch_means))
             if on_samples is not None:
-                on_samples(samples[-1], means[-1])
+                on_samples(samples[-1], np.concatenate(batch_means))
     if not kept:
         raise SamplingError(f"all {chains} posterior chains produced NaN/inf, even after "
                             f"{settings.max_restarts} restarts each; check the prior and posterior.step_size")
@@ -438,5 +450,5 @@ def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: Sampler
         n_restarts=int(restarts), n_dropped=int(dropped), n_score_evals=int(total_evals), rhat=rhat, ess=ess,
         sigma_max=float(settings.sigma_max), sigma_min=float(settings.sigma_min), prior=str(prior.name),
         preconditioner=how)
-    units = np.stack([np.mean(g, axis=0) for g in groups.values()])
-    return from_samples(np.concatenate(samples), info, np.concatenate(means), units)
+    mean, error = mean_and_error(*zip(*units.values()))
+    return from_samples(np.concatenate(samples), info, mean, error)

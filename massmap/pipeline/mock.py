@@ -2,9 +2,13 @@
 
 Galaxy positions are uniform on the map (``mock.n_gal`` per arcmin²), or those of a real catalog
 (``mock.positions``): its galaxies' offsets from its own centre, laid on the map about the map's centre
-(the same gnomonic projection and pixel scale), so the mock has the survey's holes, edges and density
-variations; those off the map are dropped, and the rest thinned at random to ``mock.n_gal`` per
-arcmin² of the pixels they occupy where the catalog is denser.
+(the same gnomonic projection and pixel scale; the centre is the direction of the galaxies' mean unit
+vector), so the mock has the survey's holes, edges and density variations; those off the map are
+dropped, and the rest kept each with one probability, min(1, ``mock.n_gal`` × the area of the pixels
+they occupy / their number): at most ``mock.n_gal`` per arcmin² on average, the catalog's own density
+pattern kept. (For a catalog of a few galaxies per pixel or fewer, the occupied pixels undercount its
+area and the density comes out lower.) The catalog must be a shear catalog (RA, Dec, e1, e2 columns as
+``catalog.columns``); its shapes are not used.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import jax
 import numpy as np
 
 from massmap.config import Config
-from massmap.geometry import FlatGrid, circular_mean_deg
+from massmap.geometry import FlatGrid
 from massmap.io.catalog import read_catalog, write_catalog
 from massmap.io.maps import provenance_header, read_kappa_image, write_maps
 from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
@@ -46,11 +50,19 @@ def load_kappa(path: str | Path, config: Config, index: int | None) -> tuple[Fla
     return grid, kappa, {}
 
 
+def catalog_centre(ra: np.ndarray, dec: np.ndarray) -> tuple[float, float]:
+    """(RA, Dec) in degrees of the direction of the mean unit vector of positions (any RA, the poles)."""
+    r, d = np.radians(ra), np.radians(dec)
+    v = np.array([np.sum(np.cos(d) * np.cos(r)), np.sum(np.cos(d) * np.sin(r)), np.sum(np.sin(d))])
+    return float(np.degrees(np.arctan2(v[1], v[0])) % 360.0), float(np.degrees(np.arctan2(v[2], np.hypot(v[0], v[1]))))
+
+
 def footprint_positions(path: str | Path, config: Config, grid: FlatGrid, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates (x, y) on ``grid`` of the galaxies of catalog ``path`` (``mock.positions``; its
     columns as ``catalog.columns``), moved from the catalog's centre to the map's (module docstring)."""
     cat = read_catalog(path, config.catalog)
-    centre = FlatGrid(circular_mean_deg(cat.ra), float(np.mean(cat.dec)), grid.pixel_size_arcmin, grid.ny, grid.nx)
+    ra0, dec0 = catalog_centre(cat.ra, cat.dec)
+    centre = FlatGrid(ra0, dec0, grid.pixel_size_arcmin, grid.ny, grid.nx)
     x, y = centre.world_to_pixel(cat.ra, cat.dec)
     on = (x >= -0.5) & (x < grid.nx - 0.5) & (y >= -0.5) & (y < grid.ny - 0.5)
     if not on.any():

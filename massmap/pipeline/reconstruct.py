@@ -32,7 +32,7 @@ def compute_maps(shear: BinnedShear, config: Config, methods: tuple[str, ...], p
 
     The signal C_ℓ of Wiener and the Gaussian prior is computed once, unless the caller passes it as
     ``cl_table`` = (ℓ, C_ℓ) (e.g. for many noise realisations). Posterior methods add KAPPA_MEAN,
-    KAPPA_STD, KAPPA_MEAN_ERR (the mean's Monte-Carlo standard error), KAPPA_SAMPLES, KAPPA_MAP, and
+    KAPPA_STD, KAPPA_MEAN_ERR (the mean's Monte-Carlo standard error, when known), KAPPA_SAMPLES, KAPPA_MAP, and
     info["posterior"] (a :class:`PosteriorRun`); if sampling was
     interrupted (Ctrl-C) after some samples finished, the maps are made from those and
     info["interrupted"] holds their number.
@@ -52,8 +52,10 @@ def compute_maps(shear: BinnedShear, config: Config, methods: tuple[str, ...], p
                              methods=wanted, progress=progress)
         info["posterior"] = run
         if run.posterior is not None:
-            out.update(KAPPA_MEAN=run.posterior.mean, KAPPA_STD=run.posterior.std,
-                       KAPPA_MEAN_ERR=run.posterior.mean_error, KAPPA_SAMPLES=run.posterior.samples)
+            out.update(KAPPA_MEAN=run.posterior.mean, KAPPA_STD=run.posterior.std)
+            if run.posterior.mean_error is not None:  # two independent units at least
+                out["KAPPA_MEAN_ERR"] = run.posterior.mean_error
+            out["KAPPA_SAMPLES"] = run.posterior.samples
             if run.posterior.info is not None:
                 info["score_evals_per_sample"] = run.posterior.score_evals_per_sample
         if run.interrupted:

@@ -118,7 +118,10 @@ def run_tile(plan: TilePlan, cat: ShearCatalog, sigma_e: float, index: int,
     fp = tile_footprint(grid, plan.nside, hc.tile_size_deg, hc.tile_overlap_deg, plan.oversampling)
     values = {}
     if "posterior" in plan.methods:
-        mu, sd = posterior_moments(sample_tile_maps(run.posterior.samples, fp))
+        # the tile's (Rao–Blackwellised) mean, reprojected (linear: the mean of the reprojected means),
+        # and its second moment about it with the samples' spread
+        _, sd = posterior_moments(sample_tile_maps(run.posterior.samples, fp))
+        mu = sample_tile_maps(run.posterior.mean, fp)
         values.update(KAPPA_MEAN=mu, KAPPA_SECOND=sd**2 + mu**2)
     if "map" in plan.methods:
         values["KAPPA_MAP"] = sample_tile_maps(run.map.kappa, fp)

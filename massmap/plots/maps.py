@@ -26,7 +26,7 @@ def plot_maps(path: str | Path, grid: FlatGrid, maps: dict[str, np.ndarray], tit
         data = np.array(m, dtype=float)
         shown = data if mask is None else np.where(mask > 0, data, np.nan)
         finite = shown[np.isfinite(shown)]
-        if symmetric and finite.size and not name.upper().endswith(("_STD", "SIGMA")):
+        if symmetric and finite.size and not name.upper().endswith(("_STD", "SIGMA", "_ERR")):
             vmax = float(np.percentile(np.abs(finite), 99.5)) or 1.0
             kw = dict(vmin=-vmax, vmax=vmax, cmap="RdBu_r")
         else:
