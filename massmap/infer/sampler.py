@@ -329,7 +329,9 @@ def run_chains(chain_keys: jax.Array, chain_signs: jnp.ndarray, data: PaddedShea
             means[:, j] = host(mean)
         ok &= host(finite)
         tick()
-    ok &= np.isfinite(draws).all(axis=(1, 2, 3)) & np.isfinite(means).all(axis=(1, 2, 3))
+    ok &= np.isfinite(draws).all(axis=(1, 2, 3))
+    if means is not draws:
+        ok &= np.isfinite(means).all(axis=(1, 2, 3))
     out = ChainBatch(draws, means, ok, evals, acc, eps, lf, div, draw_acc, draw_div, host(jnp.exp(states.log_step_size)))
     return ChainBatch(*(field[:n_chains] for field in out))
 

@@ -28,14 +28,3 @@ def lensed_ellipticities(key: jax.Array, kappa: jnp.ndarray, x, y, sigma_e: floa
     iy = jnp.clip(jnp.floor(jnp.asarray(y) + 0.5).astype(jnp.int32), 0, ny - 1)
     noise = sigma_e * jax.random.normal(key, (2, ix.shape[0]))
     return g1[iy, ix] + noise[0], g2[iy, ix] + noise[1]
-
-
-def mock_galaxies(key: jax.Array, kappa: jnp.ndarray, n_galaxies: int, sigma_e: float):
-    """Draw ``n_galaxies`` uniform positions on the (ny, nx) grid and their noisy ellipticities.
-
-    Returns pixel coordinates (x, y) (0-based, pixel centres at integers) and (e1, e2)
-    (:func:`lensed_ellipticities`).
-    """
-    kpos, knoise = jax.random.split(key)
-    x, y = uniform_positions(kpos, n_galaxies, kappa.shape)
-    return (x, y, *lensed_ellipticities(knoise, kappa, x, y, sigma_e))

@@ -23,7 +23,7 @@ from massmap.geometry import FlatGrid
 from massmap.io.catalog import read_catalog, write_catalog
 from massmap.io.maps import provenance_header, read_kappa_image, write_maps
 from massmap.io.output import InputError, check_output, provenance, write_config_sidecar
-from massmap.ops.mock import lensed_ellipticities, mock_galaxies
+from massmap.ops.mock import lensed_ellipticities, uniform_positions
 
 
 def load_kappa(path: str | Path, config: Config, index: int | None) -> tuple[FlatGrid, np.ndarray, dict]:
@@ -52,9 +52,12 @@ def load_kappa(path: str | Path, config: Config, index: int | None) -> tuple[Fla
 
 def catalog_centre(ra: np.ndarray, dec: np.ndarray) -> tuple[float, float]:
     """(RA, Dec) in degrees of the direction of the mean unit vector of positions (any RA, the poles)."""
-    r, d = np.radians(ra), np.radians(dec)
-    v = np.array([np.sum(np.cos(d) * np.cos(r)), np.sum(np.cos(d) * np.sin(r)), np.sum(np.sin(d))])
-    return float(np.degrees(np.arctan2(v[1], v[0])) % 360.0), float(np.degrees(np.arctan2(v[2], np.hypot(v[0], v[1]))))
+    import healpy as hp
+
+    from massmap.sphere.tiling import unit_vectors
+
+    ra0, dec0 = hp.vec2ang(unit_vectors(ra, dec).sum(axis=0), lonlat=True)
+    return float(ra0[0]) % 360.0, float(dec0[0])
 
 
 def footprint_positions(path: str | Path, config: Config, grid: FlatGrid, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -82,15 +85,16 @@ def run_mock_catalog(config: Config, kappa_path: str | Path, output: str | Path,
     truth = check_output(truth_out, overwrite) if truth_out else None
     grid, kappa, extra = load_kappa(kappa_path, config, index)
     key_count, key_gal = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 1))
+    key_pos, key_noise = jax.random.split(key_gal)
     if config.mock.positions is None:
         area = grid.ny * grid.nx * grid.pixel_size_arcmin**2
         n_gal = int(jax.random.poisson(key_count, config.mock.n_gal * area))
-        x, y, e1, e2 = mock_galaxies(key_gal, kappa, n_gal, config.mock.sigma_e)
+        x, y = uniform_positions(key_pos, n_gal, kappa.shape)
     else:
         x, y = footprint_positions(config.mock.positions, config, grid, key_count)
         n_gal = int(x.size)
-        e1, e2 = lensed_ellipticities(jax.random.split(key_gal)[1], kappa, x, y, config.mock.sigma_e)
         extra = {**extra, "positions": Path(config.mock.positions).name}
+    e1, e2 = lensed_ellipticities(key_noise, kappa, x, y, config.mock.sigma_e)
     ra, dec = grid.pixel_to_world(np.asarray(x, np.float64), np.asarray(y, np.float64))
     inputs = {"kappa": Path(kappa_path).name, "n_galaxies": n_gal, **extra}
     prov = provenance(config, "mock-catalog", inputs)

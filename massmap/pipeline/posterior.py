@@ -171,11 +171,12 @@ def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.A
         settings = sampler_settings(pc, prior, shape)
         n_chunks = -(-settings.chains // min(pc.chunk, settings.chains))
         finished: list[np.ndarray] = []
-        mean_sum = [0.0]  # of the finished draws' conditional means (float64)
+        mean_sum = 0.0  # of the finished draws' conditional means (float64)
 
         def keep(batch, means):
+            nonlocal mean_sum
             finished.append(batch)
-            mean_sum[0] = mean_sum[0] + means.sum(axis=0, dtype=np.float64)
+            mean_sum = mean_sum + means.sum(axis=0, dtype=np.float64)
             if on_samples is not None:
                 on_samples(batch, means)
 
@@ -192,7 +193,7 @@ def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.A
                 if not finished:
                     raise
                 done = np.concatenate(finished)  # the mean's error needs the pairs: not given
-                return PosteriorRun(from_samples(done, None, mean_sum[0] / len(done)), None, interrupted=True)
+                return PosteriorRun(from_samples(done, None, mean_sum / len(done)), None, interrupted=True)
     if "map" in methods:
         estimate = map_estimate(key, data, prior, map_settings(pc, prior, shape), pad=pad,
                                 spectrum=spectrum_for("map"))
