@@ -170,7 +170,7 @@ def user_errors(f):
         outputs = [kwargs[k] for k in OUTPUT_OPTIONS if kwargs.get(k)] if _writes_shared_outputs() else []
         committed: list = []
         try:
-            with output_transaction() as committed, output_lock(outputs):
+            with output_transaction() as committed, output_lock(outputs), interrupts.unwrapped():
                 return f(*args, **kwargs)
         except KeyboardInterrupt as err:
             kept, name = str(err), interrupts.signal_name()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from massmap import interrupts
 from massmap.cli.common import config_options, main, resolve_config, user_errors
 
 
@@ -32,7 +33,8 @@ def train_prior(data, output, config_files, overrides, resume, overwrite, quiet)
         click.echo(f"massmap: no checkpoint '{checkpoint_paths(output)[0]}' yet: starting at step 0", err=True)
         resume = False
     try:
-        result = run_train_prior(config, data, output, resume=resume, overwrite=overwrite, progress=not quiet)
+        with interrupts.unwrapped():
+            result = run_train_prior(config, data, output, resume=resume, overwrite=overwrite, progress=not quiet)
     except KeyboardInterrupt as err:
         ckpt = checkpoint_paths(output)[0]
         step = checkpoint_step(ckpt) if not str(err) else None

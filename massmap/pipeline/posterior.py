@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from massmap import interrupts
 from massmap.binning import BinnedShear
 from massmap.config.posterior import PosteriorConfig, map_settings, sampler_settings, sigma_range
 from massmap.errors import ConfigError, InputError
@@ -186,9 +187,11 @@ def posterior_maps(shear: BinnedShear, pc: PosteriorConfig, pad: int, key: jax.A
                 bar.total += steps_per_run(settings)
 
             try:
-                posterior = sample_posterior(key, data, prior, settings, pad=pad, chunk=pc.chunk,
-                                             spectrum=spectrum_for("posterior"),
-                                             on_step=lambda: bar.update(1), on_restart=restart, on_samples=keep)
+                with interrupts.unwrapped():  # a stop that C code disguised is still a stop
+                    posterior = sample_posterior(key, data, prior, settings, pad=pad, chunk=pc.chunk,
+                                                 spectrum=spectrum_for("posterior"),
+                                                 on_step=lambda: bar.update(1), on_restart=restart,
+                                                 on_samples=keep)
             except KeyboardInterrupt:
                 if not finished:
                     raise

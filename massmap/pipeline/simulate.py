@@ -27,7 +27,7 @@ import numpy as np
 
 from massmap import __version__
 from massmap.config import dump_yaml, to_dict
-from massmap import parallel
+from massmap import interrupts, parallel
 from massmap.io.datasets import MapSetWriter, read_maps, read_metadata
 from massmap.io.nz import read_nz_file
 from massmap.io.output import InputError, atomic_path, provenance, write_config_sidecar, writing
@@ -188,12 +188,13 @@ def run_simulate(config, output: str | Path, overwrite: bool = False, resume: bo
             start = done[0] = writer.n_done
             bar.update(start)
             try:
-                for i, kappa in generate_maps(sampler, config.seed, range(start, sim.n_maps), step_progress):
-                    writer.write_map(i, kappa)
-                    done[0] = writer.n_done
-                    bar.update(1)
-                    if steps is not None:
-                        steps.reset(total=sampler.n_steps)
+                with interrupts.unwrapped():  # a stop that C code disguised is still a stop
+                    for i, kappa in generate_maps(sampler, config.seed, range(start, sim.n_maps), step_progress):
+                        writer.write_map(i, kappa)
+                        done[0] = writer.n_done
+                        bar.update(1)
+                        if steps is not None:
+                            steps.reset(total=sampler.n_steps)
             finally:
                 bar.close()
                 if steps is not None:

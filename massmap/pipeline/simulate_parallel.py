@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from massmap import parallel
+from massmap import interrupts, parallel
 from massmap.io.datasets import MapSetWriter, read_maps, read_metadata
 from massmap.io.output import InputError
 
@@ -147,7 +147,7 @@ def simulate_distributed(config, sampler, output: Path, target: Path, append: bo
                disable=not progress or rank != 0)
     writer, pos = _rank_writer(path, owned, sim.npix, rank_attrs, resume)
     try:
-        with writer, bar:
+        with writer, bar, interrupts.unwrapped():
             bar.update(pos)
             offset = writer.n_done - pos
             for k, (_, kappa) in enumerate(generate_maps(sampler, config.seed, owned[pos:]), start=pos):
