@@ -68,8 +68,22 @@ class BinnedShear:
     n_outside: int = 0  # galaxies that fell outside the grid
 
 
+def pixel_relative_weights(pixel: np.ndarray, weight: np.ndarray, size: int) -> np.ndarray:
+    """Each galaxy's weight over the largest weight in its pixel (0 in a pixel of zero weights).
+
+    The shear and its variance per pixel do not change when the pixel's weights are scaled together;
+    scaled so, Σ w² and (Σ w)² neither underflow nor overflow (weights of 1e-200 or 1e200 in a catalog
+    would otherwise give 0/0 noise)."""
+    top = np.zeros(size)
+    np.maximum.at(top, pixel, weight)
+    scale = top[pixel]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(scale > 0, weight / scale, 0.0)
+
+
 def bin_shear(cat: ShearCatalog, grid: FlatGrid, sigma_e: float) -> BinnedShear:
-    """Weighted shear per pixel and its noise: var = σ_e² Σ w² / (Σ w (1+m) R)²."""
+    """Weighted shear per pixel and its noise: var = σ_e² Σ w² / (Σ w (1+m) R)² (weights relative to
+    the largest in each pixel: :func:`pixel_relative_weights`)."""
     x, y = grid.world_to_pixel(cat.ra, cat.dec)
     with np.errstate(invalid="ignore"):  # NaN positions (behind the tangent plane) are dropped below
         ix = np.floor(x + 0.5).astype(np.int64)
@@ -82,7 +96,8 @@ def bin_shear(cat: ShearCatalog, grid: FlatGrid, sigma_e: float) -> BinnedShear:
     def acc(v):
         return np.bincount(idx, weights=v[inside], minlength=size).reshape(grid.shape)
 
-    w = cat.weight
+    w = np.zeros_like(cat.weight, dtype=np.float64)
+    w[inside] = pixel_relative_weights(idx, cat.weight[inside], size)
     sw1 = acc(w * cat.response[0])
     sw2 = acc(w * cat.response[1])
     sw2w = acc(w**2)
@@ -132,7 +147,7 @@ def bin_shear_healpix(cat: ShearCatalog, nside: int, sigma_e: float) -> HealpixS
     def acc(v):
         return np.bincount(pix, weights=v, minlength=npix)
 
-    w = cat.weight
+    w = pixel_relative_weights(pix, cat.weight, npix)
     sw1 = acc(w * cat.response[0])
     sw2 = acc(w * cat.response[1])
     sww = acc(w * w)

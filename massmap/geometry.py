@@ -14,6 +14,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from massmap.errors import InputError
 
 MAX_NPIX = 32768  # pixels per side of one flat map at most (as config grid.npix allows)
+MAX_SIDE_DEG = 90.0  # a flat map's side at most (a TAN map of 90° reaches 45° from its centre)
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,15 @@ class FlatGrid:
     pixel_size_arcmin: float
     ny: int
     nx: int
+
+    def __post_init__(self):
+        pix = self.pixel_size_arcmin
+        if isinstance(pix, bool) or not (np.isfinite(pix) and pix > 0):
+            raise InputError(f"pixel size must be a positive number of arcmin, got {pix!r}")
+        side = max(self.ny, self.nx) * pix / 60.0
+        if side >= MAX_SIDE_DEG:  # the gnomonic projection diverges at 90° from the centre
+            raise InputError(f"a map of {max(self.ny, self.nx)} pixels of {pix:g} arcmin spans {side:.3g}°: a flat "
+                             f"(TAN) map must span less than {MAX_SIDE_DEG:g}° (use HEALPix for larger areas)")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -57,15 +67,26 @@ def grid_from_wcs(wcs: WCS, shape: tuple[int, int]) -> FlatGrid:
     cel = wcs.celestial
     if cel.naxis != 2 or not cel.wcs.ctype[0].startswith("RA") or "TAN" not in cel.wcs.ctype[0]:
         raise InputError(f"WCS must be a 2-D celestial RA---TAN/DEC--TAN projection, got {list(cel.wcs.ctype)}")
+    if cel.sip is not None or getattr(wcs, "sip", None) is not None:
+        raise InputError("WCS has SIP distortion terms: massmap maps are undistorted TAN grids (resample the "
+                         "image onto one first)")
     scales = np.abs(proj_plane_pixel_scales(cel)) * 60.0  # deg → arcmin
     if not np.isclose(scales[0], scales[1], rtol=1e-6):
         raise InputError(f"pixels must be square, got {scales[0]:.6g} x {scales[1]:.6g} arcmin")
     ny, nx = shape
-    ra, dec = cel.wcs_pix2world([(nx - 1) / 2.0], [(ny - 1) / 2.0], 0)
+    if np.allclose(cel.wcs.crpix, [(nx + 1) / 2.0, (ny + 1) / 2.0], atol=1e-9, rtol=0):
+        ra, dec = [cel.wcs.crval[0]], [cel.wcs.crval[1]]  # exact, and defined on a pole (RA is not there)
+    else:
+        ra, dec = cel.wcs_pix2world([(nx - 1) / 2.0], [(ny - 1) / 2.0], 0)
     grid = FlatGrid(float(ra[0]) % 360.0, float(dec[0]), float(scales[0]), ny, nx)
-    # The image frame must be the native one (x towards decreasing RA); check the sign of CDELT1/PC.
-    x0, y0 = grid.world_to_pixel(*cel.wcs_pix2world([(nx - 1) / 2.0 + 1.0], [(ny - 1) / 2.0], 0))
-    if not (np.isclose(x0[0], (nx - 1) / 2.0 + 1.0, atol=1e-3) and np.isclose(y0[0], (ny - 1) / 2.0, atol=1e-3)):
+    # The image frame must be the native one (x towards decreasing RA, y North): a diagonal pixel
+    # matrix with CD1_1 < 0 < CD2_2 and the default LONPOLE (180°; 0° centred on the North pole). Read
+    # from the matrix, not by
+    # mapping pixels to the sky and back, which is ill-conditioned at a pole and for tiny pixels.
+    m = cel.pixel_scale_matrix
+    diagonal = abs(m[0, 1]) + abs(m[1, 0]) <= 1e-6 * (abs(m[0, 0]) + abs(m[1, 1]))
+    pole = 0.0 if cel.wcs.crval[1] >= 90.0 else 180.0  # WCS's default LONPOLE for TAN (Calabretta & Greisen)
+    if not (diagonal and m[0, 0] < 0 < m[1, 1] and np.isclose(cel.wcs.lonpole % 360.0, pole)):
         raise InputError("image WCS must be North-up, East-left (CDELT1 < 0, no rotation)")
     return grid
 

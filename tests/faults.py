@@ -46,7 +46,7 @@ def write_table(path: Path, columns: dict, hdu_cls=fits.BinTableHDU) -> Path:
     cols = []
     for name, values in columns.items():
         v = np.asarray(values)
-        fmt = {"f": "D", "i": "K", "U": f"{max(1, v.dtype.itemsize // 4)}A", "S": f"{max(1, v.dtype.itemsize)}A"}
+        fmt = {"f": "D", "i": "K", "c": "M", "U": f"{max(1, v.dtype.itemsize // 4)}A", "S": f"{max(1, v.dtype.itemsize)}A"}
         cols.append(fits.Column(name=name, format=fmt[v.dtype.kind] if v.ndim == 1 else f"{v.shape[1]}D", array=v))
     fits.HDUList([fits.PrimaryHDU(), hdu_cls.from_columns(cols)]).writeto(path, overwrite=True)
     return path
@@ -159,6 +159,8 @@ def generic_damage(kind: "Kind") -> dict[str, Callable]:
         "wrong kind of file": lambda path, seeds: path.write_bytes(_bytes(seeds, other)),
         "random bytes": lambda path, seeds: path.write_bytes(_random_bytes(4096, 1)),
         "garbled header": garbled_start,
+        # opening a pipe for reading blocks until a writer comes: a reader that does not refuse it hangs
+        "named pipe": lambda path, seeds: os.mkfifo(path),
     }
 
 
@@ -354,6 +356,7 @@ KINDS: list[Kind] = [
              "no E1 column": (_seed_catalog_with(E1=None), "e1"),
              "text E1 column": (_seed_catalog_with(E1=lambda v: np.array([f"{x:.3f}" for x in v])), "numeric"),
              "vector E1 column": (_seed_catalog_with(E1=lambda v: np.c_[v, v]), "numeric"),
+             "complex E1 column": (_seed_catalog_with(E1=lambda v: v + 0.1j), "complex"),
              "no rows": (_catalog({"RA": np.zeros(0), "DEC": np.zeros(0), "E1": np.zeros(0), "E2": np.zeros(0)}),
                          "no rows"),
              "all E1 NaN": (_seed_catalog_with(E1=lambda v: np.full_like(v, np.nan)), "no usable rows"),
@@ -392,6 +395,10 @@ KINDS: list[Kind] = [
              "empty MASK": (_fits_edit("recon", lambda h: setattr(h["MASK"], "data", np.zeros((NPIX, NPIX),
                                                                                             np.uint8))), "MASK"),
              "absurd NAXIS2": (_fits_card("recon", 2, "NAXIS2", 10**9), "truncated"),
+             "negative NOISE_STD": (_fits_edit("recon", lambda h: setattr(h["NOISE_STD"], "data",
+                                                                           -np.abs(h["NOISE_STD"].data))), "NOISE_STD"),
+             "KAPPA_WIENER on another grid": (_fits_edit("recon", lambda h: h["KAPPA_WIENER"].header.set(
+                 "CRVAL1", h["KAPPA_WIENER"].header["CRVAL1"] + 0.5)), "another WCS"),
          }),
     Kind("κ map", "kappa", "kappa.fits", "fits",
          lambda p, d, s: ["mock-catalog", str(p), "-o", str(d / "mock.fits")], "mock.fits", {
@@ -402,6 +409,11 @@ KINDS: list[Kind] = [
              "no WCS": (_fits_edit("kappa", lambda h: h["KAPPA"].header.remove("CTYPE1")), "WCS"),
              "non-square pixels": (_fits_edit("kappa", lambda h: h["KAPPA"].header.set("CDELT2", 0.05)), "square"),
              "absurd NAXIS1": (_fits_card("kappa", 1, "NAXIS1", 10**9), "truncated"),
+             "SIP distortion": (_fits_edit("kappa", lambda h: h["KAPPA"].header.update(
+                 {"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "A_ORDER": 2, "B_ORDER": 2, "A_2_0": 1e-5,
+                  "B_0_2": 1e-5})), "SIP"),
+             "rotated 90°": (_fits_edit("kappa", lambda h: h["KAPPA"].header.update(
+                 {"PC1_1": 0.0, "PC1_2": 1.0, "PC2_1": -1.0, "PC2_2": 0.0})), "North-up"),
          }),
     Kind("map set", "maps", "maps.h5", "hdf5",
          lambda p, d, s: ["mock-catalog", str(p), "--index", "0", "-o", str(d / "mock.fits")], "mock.fits", {
@@ -422,6 +434,12 @@ KINDS: list[Kind] = [
              "garbled provenance YAML": (_h5_edit("maps", lambda f: f.attrs.__setitem__("provenance", "{[: x")),
                                          None),
              "no pixel size": (_h5_edit("maps", lambda f: f.attrs.__delitem__("pixel_size_arcmin")), "pixel_size"),
+             "infinite pixel size": (_h5_edit("maps", lambda f: f.attrs.__setitem__("pixel_size_arcmin", np.inf)),
+                                     "pixel_size_arcmin"),
+             "pixel size true": (_h5_edit("maps", lambda f: f.attrs.__setitem__("pixel_size_arcmin", True)),
+                                 "pixel_size_arcmin"),
+             "pixels wider than the sky": (_h5_edit("maps", lambda f: f.attrs.__setitem__("pixel_size_arcmin", 1e6)),
+                                           "90°"),
          }),
     Kind("prior", "prior", "prior.h5", "hdf5",
          lambda p, d, s: ["reconstruct", str(s["shear"]), "-o", str(d / "out.fits"), "--method", "posterior",

@@ -302,3 +302,41 @@ def test_two_writers_of_one_output_never_mix(env, inputs, tmp_path):
     sidecar = yaml.safe_load(out.with_name("r.config.yaml").read_text())
     assert sidecar["wiener"]["cl_file"] == str(inputs["cl"])  # the sidecar is a complete config
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.config.yaml", "r.fits", "r.png"]
+
+
+# ------------------------------------------------------------------ outputs that would destroy inputs
+
+def test_output_folder_holding_an_input_is_refused(inputs, tmp_path, monkeypatch):
+    # summarize replaces its folder on --overwrite: a folder holding the reconstruction, or the current
+    # folder, would be deleted with it. Each case: one line, exit 2, the input and the folder untouched.
+    folder = tmp_path / "s"
+    folder.mkdir()
+    recon = folder / "recon.fits"
+    shutil.copyfile(inputs["recon"], recon)
+    (folder / "metrics.json").write_text("{}")  # an earlier summary's file: the folder looks like one
+    before = digest(recon)
+    small = sets("summarize.n_noise=4", "summarize.noise_chunk=4")
+    for out in (folder, tmp_path):
+        res = CliRunner().invoke(main, ["summarize", str(recon), "-o", str(out), "--overwrite", "--quiet", *small])
+        one_line_error(res, "holds the input", str(recon))
+    monkeypatch.chdir(folder / "..")
+    res = CliRunner().invoke(main, ["summarize", str(inputs["recon"]), "-o", ".", "--overwrite", "--quiet", *small])
+    one_line_error(res, "current folder")
+    res = CliRunner().invoke(main, ["summarize", str(inputs["recon"]), "-o", "/", "--overwrite", "--quiet", *small])
+    one_line_error(res, "'/'")
+    assert digest(recon) == before and sorted(p.name for p in folder.iterdir()) == ["metrics.json", "recon.fits"]
+
+
+def test_output_that_is_an_input_or_another_output_is_refused(inputs, tmp_path):
+    cat = tmp_path / "cat.fits"
+    shutil.copyfile(inputs["catalog"], cat)
+    before = digest(cat)
+    res = CliRunner().invoke(main, ["reconstruct", str(cat), "-o", str(cat), "--overwrite", "--method", "ks",
+                                    "--no-plot", *GRID])
+    one_line_error(res, "also an input")
+    # mock-catalog's catalog and truth map at one path: the truth would silently replace the catalog
+    same = tmp_path / "mock.fits"
+    res = CliRunner().invoke(main, ["mock-catalog", str(inputs["recon"]), "-o", str(same), "--truth-out", str(same),
+                                    *sets("mock.n_gal=200")])
+    one_line_error(res, "same file", "--truth-out")
+    assert digest(cat) == before and not same.exists()

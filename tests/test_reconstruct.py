@@ -51,8 +51,10 @@ def test_analytic_gaussian_profile_reconstructs_positive_kappa(tmp_path):
     assert ke[23:25, 23:25].mean() > 0.2  # positive mass → positive κ (sign convention)
 
 
-def test_mock_catalog_then_reconstruct_recovers_truth(tmp_path):
-    grid = FlatGrid(0.0, 0.0, 2.0, 32, 32)  # RA = 0: the grid straddles the 0/360 wrap
+@pytest.mark.parametrize("ra0, dec0", [(0.0, 0.0), (0.0, 90.0), (200.0, -90.0)])
+def test_mock_catalog_then_reconstruct_recovers_truth(tmp_path, ra0, dec0):
+    # RA = 0: the grid straddles the 0/360 wrap; Dec ±90: the κ image and the map centred on a pole
+    grid = FlatGrid(ra0, dec0, 2.0, 32, 32)
     rng = np.random.default_rng(0)
     kappa = np.fft.ifft2(np.fft.fft2(rng.normal(size=(32, 32))) * np.exp(-np.fft.fftfreq(32)[:, None] ** 2 * 40
                                                                        - np.fft.fftfreq(32)[None] ** 2 * 40)).real
@@ -61,7 +63,8 @@ def test_mock_catalog_then_reconstruct_recovers_truth(tmp_path):
     write_maps(tmp_path / "truth_in.fits", grid, {"KAPPA": kappa}, provenance(cfg, "test"))
     info = run_mock_catalog(cfg, tmp_path / "truth_in.fits", tmp_path / "mock.fits", tmp_path / "truth.fits")
     assert info["n_galaxies"] > 0
-    rec_cfg = load_config(overrides=["grid.npix=32", "grid.pixel_size_arcmin=2", "grid.center=[0, 0]", "pad=0"])
+    rec_cfg = load_config(overrides=["grid.npix=32", "grid.pixel_size_arcmin=2", f"grid.center=[{ra0}, {dec0}]",
+                                     "pad=0"])
     run_reconstruct(rec_cfg, tmp_path / "mock.fits", tmp_path / "rec.fits", method="ks", plot=False)
     with fits.open(tmp_path / "rec.fits") as h:
         ke, mask = h["KAPPA_KS"].data, h["MASK"].data
@@ -320,6 +323,51 @@ def test_cli_bad_input_gives_one_line_error(tmp_path, case):
     _assert_clean_error(res, *needles, outputs=() if case == "exists" else (out,))
     if case == "exists":
         assert out.read_text() == "precious"
+
+
+def test_weights_matter_only_relative_to_each_other(tmp_path):
+    # The shear and its noise per pixel are invariant under a common scale of the weights; weights of
+    # 1e-200 (or 1e200) must give the same maps as weights of 1, not 0/0 from underflow (rtol 1e-6:
+    # float32 outputs of the same float64 sums).
+    grid = FlatGrid(150.0, 2.0, 1.0, 16, 16)
+    _gaussian_profile_catalog(tmp_path / "cat.fits", grid, per_pixel=3)
+    with fits.open(tmp_path / "cat.fits") as h:
+        cols = {c: np.asarray(h[1].data[c], float) for c in h[1].columns.names}
+    w = np.random.default_rng(2).uniform(0.5, 2.0, cols["RA"].size)
+    cfg = load_config(overrides=["grid.npix=16", "grid.center=[150.0, 2.0]", "pad=4", "noise.sigma_e=0.3",
+                                 "wiener.cl_file=" + str(_cl_file(tmp_path))])
+    maps = {}
+    for scale in (1.0, 1e-200, 1e200):
+        write_table(tmp_path / f"w{scale:g}.fits", {**cols, "WEIGHT": w * scale})
+        run_reconstruct(cfg, tmp_path / f"w{scale:g}.fits", tmp_path / f"o{scale:g}.fits", method="ks,wiener",
+                        plot=False)
+        with fits.open(tmp_path / f"o{scale:g}.fits") as h:
+            maps[scale] = {n: np.asarray(h[n].data, float) for n in ("KAPPA_KS", "KAPPA_WIENER", "NOISE_STD")}
+    for scale in (1e-200, 1e200):
+        for name, ref in maps[1.0].items():
+            np.testing.assert_allclose(maps[scale][name], ref, rtol=1e-6, atol=1e-9, err_msg=f"{name} ×{scale:g}")
+
+
+def test_numbers_beyond_float32_are_a_run_failure_not_a_nan_map(tmp_path):
+    # a per-pixel noise of 1e-30 overflows the float32 inverse variance: exit 3, one line, no output
+    shear = _uniform_shear_file(tmp_path)
+    with fits.open(shear, mode="update") as h:
+        h["NOISE_STD"].data[...] = 1e-30
+    out = tmp_path / "out.fits"
+    res = _run(["reconstruct", shear, "-o", out, "--method", "ks,wiener", "--no-plot",
+                "--set", "wiener.cl_file=" + str(_cl_file(tmp_path)), "--set", "pad=0"])
+    assert res.exit_code == 3, res.output
+    assert "Traceback" not in res.output and "KAPPA_WIENER" in res.output.strip().splitlines()[-1]
+    assert not out.exists() and not list(tmp_path.glob(".out.fits*"))
+
+
+def test_a_cosmology_without_a_sky_is_a_config_error(tmp_path):
+    # finite values that pass each key's check but give no positive spectrum (Omega_c = 50, w0 = +5)
+    shear = _uniform_shear_file(tmp_path)
+    out = tmp_path / "out.fits"
+    res = _run(["reconstruct", shear, "-o", out, "--method", "wiener", "--no-plot",
+                "--set", "cosmology.Omega_c=50.0", "--set", "cosmology.w0=5.0"])
+    _assert_clean_error(res, "cosmology", outputs=(out,))
 
 
 def test_cosmos_real_data(tmp_path, cosmos_path):

@@ -184,6 +184,25 @@ def test_same_seed_same_file_and_resume(tmp_path, grf_set):
         run_simulate(_config("simulate.n_maps=3"), part, resume=True, progress=False)
 
 
+def test_resume_of_a_map_set_that_cannot_grow_is_refused_before_anything_is_written(tmp_path):
+    # A map set whose kappa dataset is contiguous or has a fixed size (rewritten by another tool) cannot
+    # take more maps: --resume says so at once, copies nothing to OUT.part, and leaves OUT as it was.
+    for layout in ("contiguous", "fixed size"):
+        out = tmp_path / f"{layout.replace(' ', '_')}.h5"
+        run_simulate(_config("simulate.n_maps=2"), out, progress=False)
+        with h5py.File(out, "r+") as f:
+            kappa = f["kappa"][()]
+            del f["kappa"]
+            if layout == "contiguous":
+                f.create_dataset("kappa", data=kappa)
+            else:
+                f.create_dataset("kappa", data=kappa, chunks=(1, NPIX, NPIX), maxshape=(2, NPIX, NPIX))
+        before = out.read_bytes()
+        with pytest.raises(InputError, match="cannot grow to 4 maps"):
+            run_simulate(_config("simulate.n_maps=4"), out, resume=True, progress=False)
+        assert out.read_bytes() == before and not list(tmp_path.glob(f"{out.name}.part*"))
+
+
 def test_interrupted_run_keeps_finished_maps(tmp_path, monkeypatch):
     out = tmp_path / "cut.h5"
     cfg = _config("simulate.n_maps=5")

@@ -330,6 +330,54 @@ def test_cli_summary_outputs_and_metrics(full_case):
     assert post["mean_mc_error_over_std"] == pytest.approx(1 / np.sqrt(120), rel=1e-5)
 
 
+def test_posterior_only_reconstruction_gets_its_ks_from_the_shear(full_case, tmp_path):
+    # Without KAPPA_KS summarize makes it from GAMMA1/GAMMA2 (FITS stores them big-endian, which JAX
+    # refuses unless the reader converts them): the same pad, so the same KS map and metrics as the
+    # file that kept its KS map, to float32 rounding.
+    with fits.open(full_case["dir"] / "full.fits") as h:
+        kept = fits.HDUList([x.copy() for x in h if x.name not in ("KAPPA_KS", "KAPPA_KS_B", "KAPPA_WIENER")])
+    kept[0].header["NEXTEND"] = len(kept) - 1
+    kept.writeto(tmp_path / "post.fits")
+    res = CliRunner().invoke(main, ["summarize", str(tmp_path / "post.fits"), "--truth", str(full_case["dir"] / "truth.fits"),
+                                    "-o", str(tmp_path / "out"), "--quiet", "--set", "summarize.n_noise=16",
+                                    "--set", "summarize.noise_chunk=16", "--set", "seed=5"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    ref = json.loads((full_case["out"] / "metrics.json").read_text())
+    for key in ("cl_e", "cl_b"):  # the KS E and B band powers of the null test
+        assert np.allclose(m["spectra"]["ks_eb"][key], ref["spectra"]["ks_eb"][key], rtol=1e-5, atol=0)
+    assert m["b_mode_null_test"]["chi2"] == pytest.approx(ref["b_mode_null_test"]["chi2"], rel=1e-5)
+    for key in ("rmse", "pearson_r"):
+        assert m["methods"]["posterior"][key] == pytest.approx(ref["methods"]["posterior"][key], rel=1e-6)
+
+
+@pytest.mark.parametrize("what", ["constant truth", "zero shear"])
+def test_maps_without_power_are_summarized(full_case, tmp_path, what):
+    # a truth with no power (ratio C_ell / C_ell,truth infinite) or all-zero shear and maps (no power
+    # to put on a log axis): the summary is made, and its figures, with the undefined numbers as NaN
+    truth = full_case["dir"] / "truth.fits"
+    recon = full_case["dir"] / "full.fits"
+    if what == "constant truth":
+        write_maps(tmp_path / "flat.fits", GRID, {"KAPPA": np.zeros((N, N))}, provenance(load_config(), "test"))
+        truth = tmp_path / "flat.fits"
+    else:
+        with fits.open(recon) as h:
+            h = fits.HDUList([x.copy() for x in h])
+        for name in ("KAPPA_KS", "KAPPA_KS_B", "KAPPA_WIENER", "GAMMA1", "GAMMA2"):
+            h[name].data = np.zeros((N, N), np.float32)
+        h.writeto(tmp_path / "zero.fits")
+        recon = tmp_path / "zero.fits"
+    res = CliRunner().invoke(main, ["summarize", str(recon), "--truth", str(truth), "-o", str(tmp_path / "out"),
+                                    "--quiet", "--set", "summarize.n_noise=4", "--set", "summarize.noise_chunk=4"])
+    assert res.exit_code == 0, res.output
+    pngs = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    assert "spectra.png" in pngs and "truth_spectra.png" in pngs, pngs
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    ks_r, post_r = m["methods"]["ks"]["pearson_r"], m["methods"]["posterior"]["pearson_r"]
+    assert ks_r is None or np.isnan(ks_r)  # a map or a truth that does not vary: r is undefined
+    assert (post_r is None or np.isnan(post_r)) == (what == "constant truth")
+
+
 def test_cli_summary_sample_statistics_against_the_truth(full_case):
     out, truth, mask = full_case["out"], full_case["truth"], full_case["mask"]
     m = json.loads((out / "metrics.json").read_text())

@@ -5,6 +5,7 @@ import functools
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import click
 
@@ -19,6 +20,7 @@ from massmap.io.space import hdf5_failed
 USER_ERRORS = (ConfigError, InputError, FileNotFoundError)
 # Options naming the files or folders a command writes: locked while it runs (massmap.io.locks).
 OUTPUT_OPTIONS = ("output", "output_dir", "truth_out")
+OPTION_NAMES = {"output": "-o", "output_dir": "-o", "truth_out": "--truth-out"}
 _ENTRY_POINT = False  # set by MassmapGroup.main when massmap runs as the process's command line
 
 
@@ -119,6 +121,18 @@ def resolve_config(config_files, overrides):
     return load_config(config_files, overrides)
 
 
+MEMORY_MESSAGE = ("error: not enough memory for this input and configuration (a size such as grid.npix, pad, "
+                  "the number of maps or of galaxies is too large for this machine)")
+
+
+def out_of_device_memory(err: BaseException) -> bool:
+    """Whether ``err`` is XLA failing to allocate a buffer (host or accelerator memory): JAX raises it as
+    a JaxRuntimeError, not a MemoryError."""
+    text = str(err)
+    return (type(err).__name__ in ("JaxRuntimeError", "XlaRuntimeError")
+            and ("RESOURCE_EXHAUSTED" in text or "Out of memory" in text))
+
+
 def _fail(message: str, status: int) -> None:
     """Print ``massmap: <message>`` on a line of its own (clearing progress bars left open) and exit."""
     from tqdm import tqdm
@@ -136,6 +150,39 @@ def _fail(message: str, status: int) -> None:
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)
+
+
+def check_outputs_apart(kwargs: dict) -> None:
+    """One-line InputError when an output of the command (OUTPUT_OPTIONS) would destroy an input or
+    another output: the same path as an input file or as another output, or an output folder that holds
+    an input or the current folder (replacing it with --overwrite would delete them)."""
+    outputs = {k: Path(v).resolve() for k, v in kwargs.items() if k in OUTPUT_OPTIONS and v}
+    inputs = []
+    for k, v in kwargs.items():
+        if k in OUTPUT_OPTIONS:
+            continue
+        for item in (v if isinstance(v, (list, tuple)) else [v]):
+            if isinstance(item, (str, Path)) and str(item) and os.path.exists(item):
+                inputs.append((item, Path(item).resolve()))
+    seen: dict[Path, str] = {}
+    for k, out in outputs.items():
+        shown = kwargs[k]
+        if out in seen:
+            raise InputError(f"{seen[out]} and {OPTION_NAMES[k]} name the same file '{shown}': give each output "
+                             "its own path")
+        seen[out] = OPTION_NAMES[k]
+        for item, path in inputs:
+            if path == out:
+                raise InputError(f"output '{shown}' is also an input of this command: write to another path")
+        if k == "output_dir" or out.is_dir():
+            for item, path in inputs:
+                if out in path.parents:
+                    raise InputError(f"output folder '{shown}' holds the input '{item}': write to another "
+                                     "folder (replacing it would delete the input)")
+            here = Path.cwd().resolve()
+            if out == here or out in here.parents:
+                raise InputError(f"output folder '{shown}' is the current folder or holds it: write to a "
+                                 "new folder inside it")
 
 
 def _writes_shared_outputs() -> bool:
@@ -170,6 +217,7 @@ def user_errors(f):
         outputs = [kwargs[k] for k in OUTPUT_OPTIONS if kwargs.get(k)] if _writes_shared_outputs() else []
         committed: list = []
         try:
+            check_outputs_apart(kwargs)
             with output_transaction() as committed, output_lock(outputs), interrupts.unwrapped():
                 return f(*args, **kwargs)
         except KeyboardInterrupt as err:
@@ -190,10 +238,11 @@ def user_errors(f):
             _fail(f"error: {where}{os_error_reason(err)}", EXIT_INPUT)
         except MemoryError:
             take_back(committed)
-            _fail("error: not enough memory for this input and configuration (a size such as grid.npix "
-                  "or the number of maps is too large for this machine)", EXIT_INPUT)
-        except Exception:
+            _fail(MEMORY_MESSAGE, EXIT_INPUT)
+        except Exception as err:
             take_back(committed)
+            if out_of_device_memory(err):
+                _fail(MEMORY_MESSAGE, EXIT_INPUT)
             raise
 
     return wrapper

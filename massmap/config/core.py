@@ -8,6 +8,7 @@ rejected with the list of valid ones.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -18,6 +19,9 @@ import yaml
 
 
 from massmap.errors import ConfigError  # noqa: E402  (re-exported: massmap.config.ConfigError)
+
+
+INT_LIMIT = 2**31  # integer config values are counts and sizes: |value| < INT_LIMIT (the seed: 32 bits)
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -46,6 +50,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        others = [a for a in args if a is not type(None)]
+        if len(others) == 1:  # Optional[X]: X's own message says what is wrong (e.g. "a finite number")
+            return _coerce(value, others[0], key)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -92,22 +99,34 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool):
             raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
         if isinstance(value, float) and value.is_integer():
-            return int(value)
+            value = int(value)
+        if isinstance(value, int):
+            # counts and sizes enter compiled code as int32; the seed (checked by Config) has 32 bits
+            if key != "seed" and not -INT_LIMIT < value < INT_LIMIT:
+                raise ConfigError(f"config key '{key}': {value} is out of range (an integer below 2**31 "
+                                  "in magnitude)")
+            return value
         raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an integer beyond the float range
+                number = math.inf
+        elif isinstance(value, str):
+            try:
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if not math.isfinite(number):  # no key means "unbounded" by inf; NaN compares false everywhere
+            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -158,6 +177,17 @@ def valid_keys(cls: type, prefix: str = "") -> list[str]:
     return out
 
 
+def refers_to_itself(value: Any, _open: tuple = ()) -> bool:
+    """Whether parsed YAML holds itself (an anchor used inside its own node, ``a: &x [*x]``): such a
+    value has no end, and every walk over it would recurse forever."""
+    if isinstance(value, (dict, list)):
+        if any(value is o for o in _open):
+            return True
+        items = value.values() if isinstance(value, dict) else value
+        return any(refers_to_itself(v, _open + (value,)) for v in items)
+    return False
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``a.b.c=value`` into (['a','b','c'], parsed value). Values are parsed as YAML."""
     if "=" not in text:
@@ -170,6 +200,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() != "" else None
     except yaml.YAMLError:
         value = raw
+    if refers_to_itself(value):
+        raise ConfigError(f"--set '{text}': a YAML alias refers to its own anchor (the value never ends)")
     return key.split("."), value
 
 
@@ -222,6 +254,8 @@ def load_yaml(path: str | Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{p}' must hold a mapping of keys at the top level")
+    if refers_to_itself(data):
+        raise ConfigError(f"config file '{p}': a YAML alias refers to its own anchor (the value never ends)")
     return data
 
 

@@ -173,6 +173,9 @@ class ExperimentConfig:
             raise ConfigError(f"config key 'experiment.index' must be >= 0, got {self.index}")
 
 
+SEED_MAX = 2**32 - 1
+
+
 @dataclass(frozen=True)
 class Config:
     seed: int = 0
@@ -192,5 +195,9 @@ class Config:
     healpix: HealpixConfig = field(default_factory=HealpixConfig)
 
     def __post_init__(self):
+        if not 0 <= self.seed <= SEED_MAX:
+            # JAX keys hold 32 bits: PRNGKey(2**32 + s) is PRNGKey(s), so larger seeds would repeat
+            raise ConfigError(f"config key 'seed' must be an integer from 0 to {SEED_MAX} (a JAX key holds 32 "
+                              f"bits), got {self.seed}")
         if self.pad < 0:
             raise ConfigError(f"config key 'pad' must be >= 0, got {self.pad}")

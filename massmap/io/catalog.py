@@ -35,16 +35,28 @@ def _find_table_hdu(hdul: fits.HDUList, path: str) -> fits.BinTableHDU:
 
 
 def _lookup(names: list[str], wanted: str | None, role: str, path: str, required: bool = True) -> str | None:
-    """Find a column case-insensitively: the configured name, else the usual aliases of ``role``."""
-    upper = {n.upper(): n for n in names}
+    """Find a column case-insensitively: the configured name, else the usual aliases of ``role``. Two
+    columns whose names differ only in case (E1 and e1) are ambiguous unless one matches exactly."""
+
+    def match(target: str) -> str | None:
+        found = [n for n in names if n.upper() == target.upper()]
+        if target in found or len(found) == 1:
+            return target if target in found else found[0]
+        if found:
+            raise InputError(f"catalog '{path}': columns {', '.join(repr(n) for n in found)} differ only in case; "
+                             f"name the {role} column exactly (catalog.columns.{role})")
+        return None
+
     if wanted is not None:
-        if wanted.upper() in upper:
-            return upper[wanted.upper()]
+        name = match(wanted)
+        if name is not None:
+            return name
         raise InputError(f"catalog '{path}' has no column '{wanted}' (catalog.columns.{role}); "
                          f"available: {', '.join(names)}")
     for alias in COLUMN_ALIASES.get(role, ()):
-        if alias.upper() in upper:
-            return upper[alias.upper()]
+        name = match(alias)
+        if name is not None:
+            return name
     if required:
         raise InputError(f"catalog '{path}' has no {role} column (tried {', '.join(COLUMN_ALIASES[role])}; "
                          f"set catalog.columns.{role}); available: {', '.join(names)}")
@@ -70,6 +82,8 @@ def read_catalog(path: str | Path, cfg: CatalogConfig) -> ShearCatalog:
             values = np.asarray(data[name])
             if values.ndim != 1 or not np.issubdtype(values.dtype, np.number):
                 raise InputError(f"catalog '{path}': column '{name}' must be a numeric scalar column")
+            if np.iscomplexobj(values):  # its imaginary part would be dropped without a word
+                raise InputError(f"catalog '{path}': column '{name}' holds complex numbers, not real ones")
             return values.astype(np.float64)
 
         ra = column("ra", cols.ra)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from massmap.io.inputs import reason
+from massmap.io.inputs import check_file, reason
 from massmap.io.output import InputError, atomic_path
 from massmap.io.space import ensure_space, hdf5_writes
 from massmap.prior.training import TrainState
@@ -124,6 +124,7 @@ def _read_verified(path: Path):
     """(attrs, {dataset name: array}) of an intact checkpoint, else InputError (one line)."""
     if not path.exists():
         raise InputError(f"no checkpoint '{path}' to resume from")
+    check_file(path, "checkpoint")
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT:

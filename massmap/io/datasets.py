@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from massmap.geometry import MAX_SIDE_DEG
 from massmap.io.inputs import check_file, reads
 from massmap.io.output import InputError
 from massmap.io.space import ensure_space, hdf5_writes
@@ -76,7 +77,7 @@ class MapSetWriter:
                 self.file.close()
                 raise InputError(f"map set '{self.path}' already holds {done} maps, more than "
                                  f"simulate.n_maps={n_maps}")
-            kappa.resize(n_maps, axis=0)
+            kappa.resize(n_maps, axis=0)  # check_resumable made sure it can (growable)
         else:
             self.file = h5py.File(self.path, "w")
             self.file.create_dataset("kappa", shape=(n_maps, npix, npix), maxshape=(None, npix, npix),
@@ -177,6 +178,13 @@ def check_layout(f, p: Path) -> None:
     if not isinstance(kappa, h5py.Dataset) or kappa.ndim != 3 or kappa.dtype.kind != "f":
         kind = f"{kappa.dtype} {kappa.shape}" if isinstance(kappa, h5py.Dataset) else "a group"
         raise InputError(f"map set '{p}': dataset 'kappa' must be (n_maps, npix, npix) floats, found {kind}")
+    pix = _from_attr(f.attrs.get("pixel_size_arcmin", 1.0))
+    if isinstance(pix, (bool, np.bool_)) or not isinstance(pix, (int, float, np.number)) or not (
+            np.isfinite(pix) and pix > 0):
+        raise InputError(f"map set '{p}': attribute pixel_size_arcmin = {pix!r} is not a positive number of arcmin")
+    if max(kappa.shape[1:]) * pix / 60.0 >= MAX_SIDE_DEG:
+        raise InputError(f"map set '{p}': maps of {max(kappa.shape[1:])} pixels of {pix:g} arcmin span more than "
+                         f"the {MAX_SIDE_DEG:g}° a flat (TAN) map can (attribute pixel_size_arcmin)")
     n_done = _from_attr(f.attrs["n_done"])
     if not isinstance(n_done, int) or not 0 <= n_done <= kappa.shape[0]:
         raise InputError(f"map set '{p}': attribute n_done = {n_done!r} is not a map count within 0..{kappa.shape[0]}")
@@ -196,6 +204,15 @@ def _metadata(f) -> dict[str, Any]:
         if name != "kappa":
             meta[name] = np.asarray(f[name][()])
     return meta
+
+
+@reads("map set")
+def growable(path: str | Path, n_maps: int) -> bool:
+    """Whether the map set's kappa dataset can be resized to ``n_maps`` maps (chunked, unlimited or
+    large enough: as massmap simulate writes it)."""
+    with _open_map_set(path) as f:
+        kappa = f["kappa"]
+        return kappa.chunks is not None and (kappa.maxshape[0] is None or kappa.maxshape[0] >= n_maps)
 
 
 @reads("map set")

@@ -94,6 +94,8 @@ def check_file(path: str | Path, what: str, key: str | None = None, error: type[
         raise error(f"{what} '{p}'{via} does not exist")
     if p.is_dir():
         raise error(f"{what} '{p}'{via} is a directory, not a file")
+    if not p.is_file():  # opening a pipe blocks until a writer comes; a device may never end
+        raise error(f"{what} '{p}'{via} is not a regular file (a pipe, socket or device)")
     try:
         with open(p, "rb"):
             pass

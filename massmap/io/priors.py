@@ -27,7 +27,7 @@ import h5py
 import jax.numpy as jnp
 import numpy as np
 
-from massmap.io.inputs import reason
+from massmap.io.inputs import check_file, reason
 from massmap.io.output import InputError, atomic_path
 from massmap.prior.dsm import RESIDUALS
 from massmap.prior.learned import HybridPrior, LearnedPrior, parameter_template
@@ -97,6 +97,7 @@ def _json_default(obj):
 def _read(path: Path):
     if not path.exists():
         raise InputError(f"prior '{path}' does not exist")
+    check_file(path, "prior")
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT or "params" not in f:
@@ -123,7 +124,7 @@ def _read(path: Path):
 
 def prior_pixel_size(path: str | Path) -> float:
     """The training pixel scale (arcmin) recorded in a prior file, reading only its attributes."""
-    path = Path(path)
+    path = check_file(path, "prior")
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT:

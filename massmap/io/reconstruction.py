@@ -38,6 +38,11 @@ class Reconstruction:
 
 
 @reads("reconstruction")
+def native(a: np.ndarray) -> np.ndarray:
+    """``a`` in the machine's byte order: FITS stores big-endian numbers, which JAX does not take."""
+    return a.astype(a.dtype.newbyteorder("=")) if a.dtype.byteorder not in ("=", "|") else a
+
+
 def read_reconstruction(path: str | Path) -> Reconstruction:
     """Read a reconstruction; one-line InputError if it is not one."""
     path = str(path)
@@ -51,23 +56,34 @@ def read_reconstruction(path: str | Path) -> Reconstruction:
             raise InputError(f"'{path}' is not a massmap reconstruction (needs massmap provenance and one of "
                              f"{', '.join(METHOD_EXTS.values())}, KAPPA_SAMPLES; found: "
                              f"{', '.join(n for n in names if n != 'PRIMARY') or 'no extensions'})")
-        images, tables, wcs_hdr = {}, {}, None
+        images, tables, wcs_hdr, kappa_headers = {}, {}, None, {}
         for h in hdul[1:]:
             if h.is_image and h.data is not None:
-                images[h.name] = np.asarray(h.data)
+                images[h.name] = native(np.asarray(h.data))
+                if h.name.startswith("KAPPA") and "CTYPE1" in h.header:
+                    kappa_headers[h.name] = h.header.copy()
                 if wcs_hdr is None and h.name.startswith("KAPPA"):
                     wcs_hdr, shape = h.header, h.data.shape[-2:]
             elif isinstance(h, fits.BinTableHDU) and h.data is not None:
-                tables[h.name] = {c: np.asarray(h.data[c]) for c in h.columns.names}
+                tables[h.name] = {c: native(np.asarray(h.data[c])) for c in h.columns.names}
     if wcs_hdr is None:
         raise InputError(f"'{path}' holds no κ image with a celestial WCS")
     grid = grid_from_wcs(WCS(wcs_hdr), shape)
+    for k, hdr in kappa_headers.items():  # every κ map on the one grid: metrics compare pixel by pixel
+        other = grid_from_wcs(WCS(hdr), shape)
+        if not np.allclose([other.center_ra, other.center_dec, other.pixel_size_arcmin],
+                           [grid.center_ra, grid.center_dec, grid.pixel_size_arcmin], rtol=1e-9, atol=1e-9):
+            raise InputError(f"'{path}': extension {k} has another WCS than the first κ map (not one grid)")
     for k, a in images.items():
         if a.shape[-2:] != shape or a.ndim not in (2, 3) or (a.ndim == 3 and k != "KAPPA_SAMPLES"):
             raise InputError(f"'{path}': extension {k} has shape {a.shape}, expected {shape} "
                              f"(or (n, {shape[0]}, {shape[1]}) for KAPPA_SAMPLES)")
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise InputError(f"'{path}': extension {k} holds NaN or inf values")
+        if k == "NOISE_STD" and np.any(a < 0):
+            raise InputError(f"'{path}': extension NOISE_STD holds negative noise values")
+        if a.size == 0:
+            raise InputError(f"'{path}': extension {k} holds no {'sample' if k == 'KAPPA_SAMPLES' else 'pixel'}")
     mask = (images["MASK"] > 0) if "MASK" in images else np.ones(shape, bool)
     if not mask.any():
         raise InputError(f"'{path}': MASK has no pixel with data")

@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from massmap.io.inputs import reason
+from massmap.io.inputs import check_file, reason
 from massmap.io.output import InputError
 
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -120,6 +120,7 @@ def read_input_maps(paths, input_pixel_size_arcmin: float | None = None) -> tupl
         else:
             if input_pixel_size_arcmin is None:
                 raise InputError(f"'{path}' carries no pixel scale: set prior.input_pixel_size_arcmin")
+            check_file(path, "training array")
             try:
                 arr = np.load(path, allow_pickle=False, mmap_mode="r")
                 if arr.dtype.kind not in "iuf":

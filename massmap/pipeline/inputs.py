@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from massmap.binning import BinnedShear, ShearCatalog, bin_shear, estimate_sigma_e
-from massmap.config import Config
+from massmap.config import Config, ConfigError
 from massmap.config.physics import cosmology_of, sources_of
 from massmap.config.schema import grid_pixel_size
-from massmap.cosmology import kappa_cl
+from massmap.cosmology import Cosmology, SourceRedshifts, kappa_cl
 from massmap.errors import InputError
 from massmap.geometry import grid_from_catalog
 from massmap.io.catalog import read_catalog
@@ -74,13 +74,25 @@ def read_cl_file(path: str) -> tuple[np.ndarray, np.ndarray]:
     return ell, cl
 
 
+def checked_kappa_cl(cosmology: Cosmology, sources: SourceRedshifts, ell: np.ndarray,
+                     nonlinear: bool = True) -> np.ndarray:
+    """:func:`massmap.cosmology.kappa_cl`, or a ConfigError when the configured cosmology gives no finite,
+    positive spectrum (e.g. Omega_c = 50, w0 = 5: values no model of the sky has)."""
+    cl = kappa_cl(cosmology, sources, ell, nonlinear=nonlinear)
+    if not np.all(np.isfinite(cl)) or not np.any(cl > 0):
+        raise ConfigError("config sections 'cosmology'/'sources' give a non-finite or zero convergence C_ell "
+                          "(check their values)")
+    return cl
+
+
 def signal_cl(config: Config, ell_max: float) -> tuple[np.ndarray, np.ndarray, str]:
     """The signal C_ℓ table of Wiener and the Gaussian prior: ``wiener.cl_file`` or jax-cosmo Limber."""
     if config.wiener.cl_file:
         ell, cl = read_cl_file(config.wiener.cl_file)
         return ell, cl, f"file {config.wiener.cl_file}"
     ell = np.geomspace(1.0, max(ell_max * 1.5, 100.0), 64)
-    return ell, kappa_cl(cosmology_of(config.cosmology), sources_of(config.sources), ell), "jax-cosmo Limber halofit"
+    cl = checked_kappa_cl(cosmology_of(config.cosmology), sources_of(config.sources), ell)
+    return ell, cl, "jax-cosmo Limber halofit"
 
 
 def signal_prior(config: Config, pixel_size_arcmin: float, ell_max: float,
@@ -99,6 +111,8 @@ def parse_methods(method: str, allowed: tuple[str, ...], where: str = "",
     if method == "all":
         return allowed
     parts = tuple(m.strip() for m in method.split(",") if m.strip())
+    if "all" in parts:
+        raise InputError(f"method '{method}': 'all' stands alone (it means {', '.join(allowed)})")
     bad = [m for m in parts if m not in allowed]
     if bad or not parts:
         culprit = bad[0] if bad else method

@@ -16,7 +16,8 @@ import numpy as np
 from massmap.config import ConfigError, to_dict
 from massmap.config.physics import cosmology_of, sources_of
 from massmap.config.pm import pm_params_of
-from massmap.cosmology import Cosmology, SourceRedshifts, kappa_cl, source_redshift_weights
+from massmap.cosmology import Cosmology, SourceRedshifts, source_redshift_weights
+from massmap.pipeline.inputs import checked_kappa_cl
 
 N_ELL_TABLE = 128  # log-spaced ℓ nodes of the target C_ℓ table (log-log interpolation error < 0.1%)
 
@@ -50,10 +51,7 @@ def _target_cl(cosmology: Cosmology, sources: SourceRedshifts, npix: int, pixel_
 
     theta = pixel_size_arcmin * ARCMIN
     ell = np.geomspace(np.pi / (npix * theta), 1.5 * np.sqrt(2) * np.pi / theta, N_ELL_TABLE)
-    cl = kappa_cl(cosmology, sources, ell, nonlinear=nonlinear)
-    if not np.all(np.isfinite(cl)) or not np.any(cl > 0):
-        raise ConfigError("config sections 'cosmology'/'sources' give a non-finite or zero C_ell")
-    return ell, cl
+    return ell, checked_kappa_cl(cosmology, sources, ell, nonlinear=nonlinear)
 
 
 def default_lognormal_shift(sources: SourceRedshifts) -> float:

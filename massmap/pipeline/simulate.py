@@ -28,7 +28,7 @@ import numpy as np
 from massmap import __version__
 from massmap.config import dump_yaml, to_dict
 from massmap import interrupts, parallel
-from massmap.io.datasets import MapSetWriter, read_maps, read_metadata
+from massmap.io.datasets import MapSetWriter, growable, read_maps, read_metadata
 from massmap.io.nz import read_nz_file
 from massmap.io.output import InputError, atomic_path, provenance, write_config_sidecar, writing
 from massmap.io.space import ensure_space
@@ -88,7 +88,15 @@ def _relevant(config_dict: dict) -> dict[str, Any]:
 def check_resumable(path: Path, config) -> int:
     """Raise a one-line InputError unless ``path`` is a map set made with a matching config."""
     meta = read_metadata(path)
-    old = _relevant(meta.get("config") or {})
+    recorded = meta.get("config") or {}
+    if not isinstance(recorded, dict) or not all(isinstance(recorded.get(k) or {}, dict)
+                                                 for k in ("cosmology", "sources", "simulate")):
+        raise InputError(f"cannot resume '{path}': its recorded config is not a massmap config (damaged); "
+                         "pass --overwrite to start again")
+    if not growable(path, config.simulate.n_maps):
+        raise InputError(f"cannot resume '{path}': its kappa dataset cannot grow to {config.simulate.n_maps} maps "
+                         "(not written by massmap simulate); pass --overwrite to start again")
+    old = _relevant(recorded)
     new = _relevant(to_dict(config))
     for key in new:
         if old.get(key) != new[key]:

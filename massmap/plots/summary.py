@@ -43,8 +43,30 @@ def _map_axes(fig, grid: FlatGrid, nrow: int, ncol: int, i: int):
     return ax
 
 
-def _log_ell_axis(ax):
+MAX_POSITION_LABELS = 30  # input positions named on the maps (all are marked)
+
+
+def _log_ell_axis(ax, ell) -> None:
+    """A log ℓ axis over the bands ``ell`` (set here: a curve with no finite value, such as the power
+    ratio against a truth with no power, leaves matplotlib without limits to log-scale)."""
+    ell = np.asarray(ell, float)
+    ell = ell[np.isfinite(ell) & (ell > 0)]
+    if ell.size:
+        ax.set_xscale("log")
+        ax.set_xlim(ell.min() / 1.15, ell.max() * 1.15)
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _log_y(ax) -> None:
+    """A log y axis when a plotted line or histogram has a positive finite value; else linear (a map
+    with no power at all, such as zero shear or a constant truth, has nothing to show on a log axis,
+    and matplotlib fails on it). Reference lines (axhline) do not count."""
+    values = [np.asarray(line.get_ydata(), float) for line in ax.get_lines()
+              if not line.get_transform().contains_branch_seperately(ax.transAxes)[0]]
+    values += [np.asarray(p.get_height(), float) for p in ax.patches if hasattr(p, "get_height")]
+    values += [np.asarray(p.get_path().vertices[:, 1], float) for p in ax.patches if not hasattr(p, "get_height")]
+    if any(np.any(np.isfinite(v) & (v > 0)) for v in values if v.size):
+        ax.set_yscale("log")
 
 
 def plot_map_panels(path: Path, grid: FlatGrid, panels: list[tuple[str, np.ndarray]], mask: np.ndarray,
@@ -72,7 +94,8 @@ def plot_map_panels(path: Path, grid: FlatGrid, panels: list[tuple[str, np.ndarr
             ax.scatter(ix, iy, s=60, facecolors="none", edgecolors="k", linewidths=1.2, label="peaks")
         if positions is not None and len(positions["x"]):
             ax.scatter(positions["x"], positions["y"], marker="x", s=50, c="m", linewidths=1.5)
-            for x, y, t in zip(positions["x"], positions["y"], positions["name"]):
+            # names for the first MAX_POSITION_LABELS only: thousands of labels hide the map and take minutes
+            for x, y, t in list(zip(positions["x"], positions["y"], positions["name"]))[:MAX_POSITION_LABELS]:
                 ax.annotate(str(t), (x, y), xytext=(4, 4), textcoords="offset points", color="m", fontsize=8)
         ax.set_xlim(-0.5, grid.nx - 0.5)
         ax.set_ylim(-0.5, grid.ny - 0.5)
@@ -109,9 +132,10 @@ def plot_spectra(path: Path, spectra: dict, null: dict | None, dpi: int = 90) ->
                 ax.fill_between(ell, np.maximum(lo, 1e-30), hi, color=COLORS[m], alpha=0.25, label="posterior samples ±1σ")
     if "truth" in spectra:
         ax.plot(ell, spectra["truth"]["cl"], "-", color="k", lw=2, label="truth")
-    ax.set(xscale="log", yscale="log", xlabel=r"$\ell$", ylabel=r"$C_\ell^{\kappa\kappa}$", title="E mode / κ maps")
+    ax.set(xlabel=r"$\ell$", ylabel=r"$C_\ell^{\kappa\kappa}$", title="E mode / κ maps")
+    _log_y(ax)
     ax.legend(fontsize=7)
-    _log_ell_axis(ax)
+    _log_ell_axis(ax, ell)
     if eb is not None:
         ax = axes[1]
         ax.plot(ell, eb["cl_b"], "o-", color="C4", ms=3, label="KS B (data)")
@@ -123,9 +147,10 @@ def plot_spectra(path: Path, spectra: dict, null: dict | None, dpi: int = 90) ->
             mu, sd = np.asarray(eb["cl_b_null"]), np.asarray(eb["cl_b_null_std"])
             ax.fill_between(ell, np.maximum(mu - sd, 1e-30), mu + sd, color="C1", alpha=0.3,
                             label="noise + leakage B ±1σ")
-        ax.set(xscale="log", yscale="log", xlabel=r"$\ell$", ylabel=r"$C_\ell^{BB}$", title="B mode (null test)")
+        ax.set(xlabel=r"$\ell$", ylabel=r"$C_\ell^{BB}$", title="B mode (null test)")
+        _log_y(ax)
         ax.legend(fontsize=7)
-        _log_ell_axis(ax)
+        _log_ell_axis(ax, ell)
     if null is not None:
         ax = axes[2]
         chi = np.asarray(null["chi2_realisations"], float)
@@ -151,13 +176,13 @@ def plot_truth_spectra(path: Path, spectra: dict, dpi: int = 90) -> str:
                         label="posterior samples")
     a1.axhline(1, color="k", lw=0.8)
     a1.axhline(0, color="k", lw=0.5, ls=":")
-    a1.set(xscale="log", xlabel=r"$\ell$", ylabel=r"$r(\ell)$", title="cross-correlation with truth", ylim=(-0.2, 1.05))
+    a1.set(xlabel=r"$\ell$", ylabel=r"$r(\ell)$", title="cross-correlation with truth", ylim=(-0.2, 1.05))
     a2.axhline(1, color="k", lw=0.8)
-    a2.set(xscale="log", yscale="log", xlabel=r"$\ell$", ylabel=r"$C_\ell / C_\ell^{\rm truth}$",
-           title="power-spectrum ratio")
+    a2.set(xlabel=r"$\ell$", ylabel=r"$C_\ell / C_\ell^{\rm truth}$", title="power-spectrum ratio")
+    _log_y(a2)
     for a in (a1, a2):
         a.legend(fontsize=7)
-        _log_ell_axis(a)
+        _log_ell_axis(a, ell)
     return _save(fig, path, dpi)
 
 
@@ -171,12 +196,16 @@ def plot_calibration(path: Path, calib: dict, z: np.ndarray, nbins: int, dpi: in
     a1.set(xlabel=r"credible level $\alpha$", ylabel="fraction of truth pixels inside", xlim=(0, 1), ylim=(0, 1),
            title=f"coverage ({calib['n_pixels']} pixels)")
     a1.legend(fontsize=8)
-    lim = max(4.0, float(np.percentile(np.abs(z), 99.5)))
-    a2.hist(z, bins=nbins, range=(-lim, lim), density=True, color=COLORS["posterior"], alpha=0.6, label="z-scores")
+    z = np.asarray(z, float)
+    z = z[np.isfinite(z)]  # none where the samples do not vary (σ = 0)
+    lim = max(4.0, float(np.percentile(np.abs(z), 99.5))) if z.size else 4.0
+    if z.size:
+        a2.hist(z, bins=nbins, range=(-lim, lim), density=True, color=COLORS["posterior"], alpha=0.6,
+                label="z-scores")
     xs = np.linspace(-lim, lim, 300)
     a2.plot(xs, sps.norm.pdf(xs), "k-", label="N(0, 1)")
     a2.set(xlabel=r"$z = (\kappa_{\rm true} - \bar\kappa) / \sigma$", ylabel="density",
-           title=f"z-scores: mean {np.mean(z):+.2f}, std {np.std(z):.2f}")
+           title=f"z-scores: mean {np.mean(z):+.2f}, std {np.std(z):.2f}" if z.size else "z-scores: none (σ = 0)")
     a2.legend(fontsize=8)
     return _save(fig, path, dpi)
 
@@ -199,11 +228,11 @@ def plot_sample_statistics(path: Path, st: dict, dpi: int = 90) -> str:
     a1.axhline(1, color="k", lw=0.8)
     a1.axvline(ps["ell_limit"], color="0.4", ls="--", lw=0.8, label="half Nyquist ℓ")
     dev = ps.get("max_abs_deviation")
-    a1.set(xscale="log", xlabel=r"$\ell$", ylabel=r"$C_\ell^{\rm sample} / C_\ell^{\rm truth}$",
+    a1.set(xlabel=r"$\ell$", ylabel=r"$C_\ell^{\rm sample} / C_\ell^{\rm truth}$",
            title="power spectrum" + (f": max |ratio − 1| = {dev:.2f} below ℓ_Nyq/2"
                                     if dev is not None and np.isfinite(dev) else ""))
     a1.legend(fontsize=7)
-    _log_ell_axis(a1)
+    _log_ell_axis(a1, ell)
     if pk is not None:
         e = arr(pk["snr_edges"])
         mid = 0.5 * (e[1:] + e[:-1])
@@ -256,7 +285,8 @@ def plot_pixel_histograms(path: Path, pixels: list[tuple[str, int, int]], sample
     for name, v in one_point.items():
         ax.hist(np.ravel(v), bins=40, range=(lo, hi), density=True, histtype="step", lw=1.5,
                 color=LABEL_COLORS.get(name), label=name)
-    ax.set(yscale="log", xlabel="κ", title="one-point PDF (pixels with data)")
+    ax.set(xlabel="κ", title="one-point PDF (pixels with data)")
+    _log_y(ax)
     ax.title.set_fontsize(8)
     ax.legend(fontsize=6)
     for ax in axes[n:]:
