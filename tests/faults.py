@@ -10,6 +10,7 @@ line naming the file, no traceback, no output, the input untouched).
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import os
 import shutil
@@ -357,6 +358,8 @@ KINDS: list[Kind] = [
              "text E1 column": (_seed_catalog_with(E1=lambda v: np.array([f"{x:.3f}" for x in v])), "numeric"),
              "vector E1 column": (_seed_catalog_with(E1=lambda v: np.c_[v, v]), "numeric"),
              "complex E1 column": (_seed_catalog_with(E1=lambda v: v + 0.1j), "complex"),
+             "cut gzip stream": (lambda path, seeds: path.write_bytes(gzip.compress(_bytes(seeds, "catalog"))[:-200]),
+                                 "compressed"),
              "no rows": (_catalog({"RA": np.zeros(0), "DEC": np.zeros(0), "E1": np.zeros(0), "E2": np.zeros(0)}),
                          "no rows"),
              "all E1 NaN": (_seed_catalog_with(E1=lambda v: np.full_like(v, np.nan)), "no usable rows"),

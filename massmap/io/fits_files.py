@@ -6,7 +6,9 @@ and turns any failure into one InputError that names the file and what is wrong.
 """
 from __future__ import annotations
 
+import bz2
 import errno
+import gzip
 import warnings
 from pathlib import Path
 
@@ -44,7 +46,15 @@ def check_fits(hdul: fits.HDUList, p: Path) -> None:
     non-zero bytes after the last HDU (a damaged extension astropy skipped); then all data read
     (tables column by column)."""
     with open(p, "rb") as fh:
-        compressed = fh.read(3) in (b"\x1f\x8b\x08", b"BZh")  # offsets of .gz/.bz2 refer to the content
+        magic = fh.read(3)
+    compressed = magic in (b"\x1f\x8b\x08", b"BZh")  # offsets of .gz/.bz2 refer to the content
+    if compressed:  # the whole stream, checksum included: a cut file otherwise reads as fewer HDUs
+        try:
+            with (gzip.open if magic.startswith(b"\x1f") else bz2.open)(p, "rb") as z:
+                while z.read(1 << 24):
+                    pass
+        except (EOFError, OSError, ValueError) as err:
+            raise InputError(f"'{p}' is a truncated or damaged compressed file ({reason(err, 80)})") from None
     size = p.stat().st_size
     end, i = 0, 0
     while True:
