@@ -359,6 +359,16 @@ def test_numbers_beyond_float32_are_a_run_failure_not_a_nan_map(tmp_path):
     assert res.exit_code == 3, res.output
     assert "Traceback" not in res.output and "KAPPA_WIENER" in res.output.strip().splitlines()[-1]
     assert not out.exists() and not list(tmp_path.glob(".out.fits*"))
+    # the same on the sphere: noise.sigma_e = 1e-300 overflows the Wiener system (the CG residual is NaN)
+    cat = tmp_path / "cat.fits"
+    rng = np.random.default_rng(3)
+    write_table(cat, {"RA": 150 + rng.uniform(-2, 2, 500), "DEC": 2 + rng.uniform(-2, 2, 500),
+                      "E1": rng.normal(0, 0.2, 500), "E2": rng.normal(0, 0.2, 500)})
+    res = _run(["reconstruct", cat, "-o", out, "--method", "ks,wiener", "--no-plot", "--geometry", "healpix",
+                "--set", "healpix.nside=16", "--set", "noise.sigma_e=1e-300"])
+    assert res.exit_code == 3, res.output
+    assert "Traceback" not in res.output and "Wiener" in res.output.strip().splitlines()[-1]
+    assert not out.exists() and not list(tmp_path.glob(".out.fits*"))
 
 
 def test_a_cosmology_without_a_sky_is_a_config_error(tmp_path):

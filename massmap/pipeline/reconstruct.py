@@ -87,15 +87,23 @@ def compute_maps(shear: BinnedShear, config: Config, methods: tuple[str, ...], p
     return out, info
 
 
-def check_finite(images: dict[str, np.ndarray], shear: BinnedShear) -> None:
-    """SamplingError (exit 3, nothing written) when a map holds NaN or inf, or the noise is 0 where there
-    is data: valid-looking input whose numbers leave the range of float32 arithmetic (a noise of 1e-30
-    per pixel, noise.sigma_e of 1e-300, C_ell of 1e308)."""
-    bad = [k for k, a in images.items() if np.asarray(a).dtype.kind == "f" and not np.all(np.isfinite(a))]
-    if not np.all(shear.noise_std[shear.mask > 0] > 0) and "NOISE_STD" not in bad:
+def check_finite(images: dict[str, np.ndarray], noise_std: np.ndarray, mask: np.ndarray,
+                 observed_only: bool = False) -> None:
+    """SamplingError (exit 3, nothing written) when a map holds NaN or inf (in the observed pixels only
+    with ``observed_only``: HEALPix maps), or the noise is 0 where there is data: valid-looking input
+    whose numbers leave the range of float32 arithmetic (a noise of 1e-30 per pixel, noise.sigma_e of
+    1e-300, C_ell of 1e308)."""
+    seen = mask > 0
+
+    def finite(a) -> bool:
+        a = np.asarray(a)
+        return a.dtype.kind != "f" or bool(np.all(np.isfinite(a[..., seen] if observed_only else a)))
+
+    bad = [k for k, a in images.items() if not finite(a)]
+    if not np.all(noise_std[seen] > 0) and "NOISE_STD" not in bad:
         bad.append("NOISE_STD")  # zero noise where there is data: an infinite weight (float32 underflow)
     if bad:
-        noise = shear.noise_std[shear.mask > 0]
+        noise = noise_std[seen]
         raise SamplingError(f"{', '.join(bad)} came out with NaN, inf or zero noise: the input's numbers are beyond "
                             f"what float32 arithmetic holds (NOISE_STD from {noise.min():.3g} to "
                             f"{noise.max():.3g} per pixel; check the noise, the weights and the signal C_ell)")
@@ -114,7 +122,7 @@ def run_reconstruct(config: Config, input_path: str | Path, output: str | Path, 
     info.update(run_info)
     images = dict(maps)
     images.update(GAMMA1=shear.g1, GAMMA2=shear.g2, NOISE_STD=shear.noise_std, MASK=shear.mask)
-    check_finite(images, shear)
+    check_finite(images, shear.noise_std, shear.mask)
     inputs = {"input": Path(input_path).name, "methods": ",".join(methods)}
     inputs.update({k: v for k, v in info.items() if k in ("rows_read", "rows_used", "sigma_e", "wiener_iterations",
                                                            "wiener_residual", "score_evals_per_sample")})

@@ -22,6 +22,7 @@ from massmap.io.healpix import write_healpix_maps
 from massmap.plots.healpix import plot_healpix_maps
 from massmap.io.maps import is_binned_shear
 from massmap.io.output import check_output, provenance, write_config_sidecar
+from massmap.pipeline.reconstruct import check_finite
 from massmap.pipeline.inputs import parse_methods, read_shear_catalog, signal_cl
 from massmap.pipeline.reconstruct_tiles import TILE_METHODS, posterior_tiles
 from massmap.pipeline.wiener import uniform_noise, use_closed_form, warn_unconverged
@@ -117,6 +118,7 @@ def write_healpix_reconstruction(out_path: Path, config: Config, input_path: str
     columns = dict(maps)
     columns.update(GAMMA1=data.g1, GAMMA2=data.g2, NOISE_STD=data.noise_std, MASK=data.mask,
                    COUNT=data.count.astype(np.int32))
+    check_finite(columns, data.noise_std, data.mask, observed_only=True)
     inputs = {"input": Path(input_path).name, "methods": ",".join(methods), "geometry": "healpix"}
     inputs.update({k: v for k, v in info.items() if k in ("rows_read", "rows_used", "sigma_e", "wiener_iterations",
                                                            "wiener_residual", "n_tiles", "prior")})

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from massmap.errors import ConfigError
+from massmap.errors import ConfigError, SamplingError
 
 
 def uniform_noise(noise_std: np.ndarray, mask: np.ndarray) -> bool:
@@ -24,7 +24,12 @@ def use_closed_form(solver: str, exact: bool, closed_form: str, needs: str) -> b
 
 
 def warn_unconverged(cg, tol: float) -> None:
-    """One warning line on stderr when conjugate gradients stopped before reaching ``wiener.tol``."""
+    """One warning line on stderr when conjugate gradients stopped before reaching ``wiener.tol``;
+    SamplingError (exit 3) when its residual is not a number: the system itself overflowed (a noise or a
+    C_ell beyond float32), and the map would be the starting guess."""
+    if not np.isfinite(cg.residual):
+        raise SamplingError(f"Wiener CG failed at iteration {cg.iterations}: the residual is {cg.residual} (the "
+                            "noise, the weights or the signal C_ell are beyond what float32 arithmetic holds)")
     if not cg.converged:
         print(f"massmap: warning: Wiener CG stopped after {cg.iterations} iterations with relative "
               f"residual {cg.residual:.2e} > wiener.tol={tol:g}", file=sys.stderr)
