@@ -3,6 +3,7 @@
     python benchmarks/validate_posterior.py [--prior PRIOR.h5|gaussian] [--fields 4] [--n-samples 64]
                                             [--chains C] [--seed 1000] [--npix N] [--pad P]
                                             [--fields-config CONFIG | --fields-from MAPS.h5 | --kind grf]
+                                            [--positions FOOTPRINT.fits]
                                             [--out benchmarks/results/posterior] [--set KEY=VALUE ...] [--reuse]
 
 Runs the user-facing pipeline, in one process, on ``--fields`` held-out fields: by default drawn from
@@ -15,7 +16,9 @@ simulation seed different from the one that made the prior's training maps:
     massmap simulate → mock-catalog --index i → reconstruct --method all --prior P → summarize --truth
 
 and collects from each summary (metrics.json) the RMSE and Pearson r against the truth inside the mask
-for every method, and the posterior's per-pixel coverage of the 68% and 95% credible intervals. The
+for every method, and the posterior's per-pixel coverage of the 68% and 95% credible intervals. With ``--positions`` the mock
+galaxies lie on a survey footprint (benchmarks/survey_footprint.py: star masks and a gap) and the same
+metrics are also measured in its holes, where the maps are inferred without data. The
 samples' statistics are compared with the truth's over all fields: band powers (field-average
 C_ℓ(samples)/C_ℓ(truth) per band, with its spread), peak counts per S/N bin of truth/σ against
 sample/σ, and the one-point κ PDF on common bins (OUT/sample_statistics.png). Prints markdown tables
@@ -72,16 +75,19 @@ def size_overrides(npix: int | None, pad: int | None) -> list[str]:
 
 
 def run_field(out: Path, maps: Path, index: int, seed: int, prior: str, n_samples: int, chains: int,
-              overrides: list[str], size: list[str], reused_wall: float | None = None) -> dict:
-    """One field: mock catalog, reconstruct, summarize, and its row of metrics. With ``reused_wall``
-    (the reconstruct time recorded by an earlier run, NaN if unknown) the field's files already in
-    ``out`` are read again instead."""
+              overrides: list[str], size: list[str], reused_wall: float | None = None,
+              positions: str | None = None) -> dict:
+    """One field: mock catalog (at the galaxy positions of catalog ``positions`` when given: a survey
+    footprint), reconstruct, summarize, and its row of metrics. With ``reused_wall`` (the reconstruct
+    time recorded by an earlier run, NaN if unknown) the field's files already in ``out`` are read again
+    instead."""
     d = out / f"field{index:02d}"
     d.mkdir(parents=True, exist_ok=True)
     common = ["--config", str(CONFIG), "--set", f"seed={seed + index}", "--overwrite", *size]
     if reused_wall is None:
+        footprint = ["--set", f"mock.positions={positions}"] if positions else []
         massmap("mock-catalog", str(maps), "--index", str(index), "-o", str(d / "catalog.fits"),
-                "--truth-out", str(d / "truth.fits"), *common)
+                "--truth-out", str(d / "truth.fits"), *common, *footprint)
         t0 = time.perf_counter()
         massmap("reconstruct", str(d / "catalog.fits"), "-o", str(d / "recon.fits"), "--method", "all",
                 "--prior", prior, "--n-samples", str(n_samples), *(["--chains", str(chains)] if chains else []),
@@ -122,11 +128,34 @@ def run_field(out: Path, maps: Path, index: int, seed: int, prior: str, n_sample
         var_mean = float(np.var(mean[mask]))
         row["posterior_r_exact_mean"] = (row["posterior_r"] * float(np.sqrt(var_mean / (var_mean - mc)))
                                          if var_mean > mc else float("nan"))
+    if "KAPPA_SAMPLES" in names and not mask.all():
+        row.update(hole_metrics(d, ~mask))
     row["evals_per_sample"] = diag["N_SCORE_EVALS"] / n_samples
     # FITS headers hold NaN as the string 'nan' (too few draws per chain for R-hat/ESS)
     with np.errstate(all="ignore"):
         row["rhat_max"] = float(np.nanmax([float(v) for k, v in diag.items() if k.startswith("RHAT_")] + [np.nan]))
         row["ess_min"] = float(np.nanmin([float(v) for k, v in diag.items() if k.startswith("ESS_")] + [np.nan]))
+    return row
+
+
+def hole_metrics(d: Path, holes: np.ndarray) -> dict:
+    """RMSE, r and the samples' coverage in the masked pixels (no galaxy: what the maps infer there).
+
+    summarize measures inside the mask only; in the holes Wiener's estimate is the prior's conditional
+    mean given the data around, and the posterior's is the learned prior's."""
+    from astropy.io import fits
+
+    from massmap.summarize.stats import coverage, pearson_r, rmse
+
+    truth = np.asarray(fits.getdata(d / "truth.fits"), float)
+    row = {"masked_fraction": float(holes.mean())}
+    with fits.open(d / "recon.fits") as hdul:
+        for k, hdu in (("wiener", "KAPPA_WIENER"), ("posterior", "KAPPA_MEAN")):
+            est = np.asarray(hdul[hdu].data, float)
+            row[f"{k}_rmse_holes"], row[f"{k}_r_holes"] = rmse(est, truth, holes), pearson_r(est, truth, holes)
+        row["cov68_holes"], row["cov95_holes"] = (float(c) for c in
+                                                  coverage(np.asarray(hdul["KAPPA_SAMPLES"].data), truth,
+                                                           [0.68, 0.95], holes))
     return row
 
 
@@ -247,6 +276,9 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="read the fields of an earlier run in --out again (same options) and recompute the "
                          "tables, without simulating or sampling")
+    ap.add_argument("--positions", default=None, metavar="CATALOG",
+                    help="mock catalogs at this catalog's galaxy positions (mock.positions: a survey footprint, "
+                         "e.g. from benchmarks/survey_footprint.py); metrics in the holes are added")
     ap.add_argument("--kind", default=None, choices=("pm", "lognormal", "grf"),
                     help="kind of the simulated demo-like fields (default: the demo's, pm)")
     args = ap.parse_args()
@@ -269,14 +301,16 @@ def main() -> int:
     rows = []
     for i in range(args.fields):
         rows.append(run_field(out, maps, i, args.seed, args.prior, args.n_samples, args.chains, args.overrides,
-                              size, None if reused is None else reused[i]))
+                              size, None if reused is None else reused[i], args.positions))
         print(json.dumps(rows[-1]), flush=True)
 
     import jax
 
     cols = [c for c in ("ks_rmse", "wiener_rmse", "posterior_rmse", "posterior_rmse_exact_mean", "map_rmse", "ks_r", "wiener_r", "posterior_r",
                         "posterior_r_exact_mean",
-                        "map_r", "cov68", "cov95", "rhat_max", "ess_min", "evals_per_sample",
+                        "map_r", "cov68", "cov95", "masked_fraction", "wiener_rmse_holes", "posterior_rmse_holes",
+                        "wiener_r_holes", "posterior_r_holes", "cov68_holes", "cov95_holes",
+                        "rhat_max", "ess_min", "evals_per_sample",
                         "reconstruct_wall_s") if c in rows[0]]
     print(f"\nprior {relative_to_root(args.prior)} {' '.join(args.overrides)}; {args.fields} held-out fields ({args.npix or 'demo'} pixels a side, pad {args.pad if args.pad is not None else 'demo'}, seed {args.seed}), {args.n_samples} samples from "
           f"{args.chains or 'default'} chains; {jax.devices()[0].device_kind}, {platform.processor() or platform.machine()}\n")
@@ -306,6 +340,7 @@ def main() -> int:
     (out / "validate_posterior.json").write_text(json.dumps(
         dict(prior=relative_to_root(args.prior), overrides=args.overrides, fields=args.fields, npix=args.npix, pad=args.pad, seed=args.seed, n_samples=args.n_samples, chains=args.chains,
              fields_config=args.fields_config, fields_from=args.fields_from, kind=args.kind,
+             positions=args.positions,
              device=jax.devices()[0].device_kind, rows=rows, summary=summary, sample_statistics=stats),
         indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
     return 0
