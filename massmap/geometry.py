@@ -81,8 +81,8 @@ def grid_from_wcs(wcs: WCS, shape: tuple[int, int]) -> FlatGrid:
     grid = FlatGrid(float(ra[0]) % 360.0, float(dec[0]), float(scales[0]), ny, nx)
     # The image frame must be the native one (x towards decreasing RA, y North): a diagonal pixel
     # matrix with CD1_1 < 0 < CD2_2 and the default LONPOLE (180°; 0° centred on the North pole). Read
-    # from the matrix, not by
-    # mapping pixels to the sky and back, which is ill-conditioned at a pole and for tiny pixels.
+    # from the matrix, not by mapping pixels to the sky and back, which is ill-conditioned at a pole
+    # and for tiny pixels.
     m = cel.pixel_scale_matrix
     diagonal = abs(m[0, 1]) + abs(m[1, 0]) <= 1e-6 * (abs(m[0, 0]) + abs(m[1, 1]))
     pole = 0.0 if cel.wcs.crval[1] >= 90.0 else 180.0  # WCS's default LONPOLE for TAN (Calabretta & Greisen)

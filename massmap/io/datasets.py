@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from massmap.geometry import MAX_SIDE_DEG
+from massmap.geometry import FlatGrid
 from massmap.io.inputs import check_file, reads
 from massmap.io.output import InputError
 from massmap.io.space import ensure_space, hdf5_writes
@@ -179,12 +179,12 @@ def check_layout(f, p: Path) -> None:
         kind = f"{kappa.dtype} {kappa.shape}" if isinstance(kappa, h5py.Dataset) else "a group"
         raise InputError(f"map set '{p}': dataset 'kappa' must be (n_maps, npix, npix) floats, found {kind}")
     pix = _from_attr(f.attrs.get("pixel_size_arcmin", 1.0))
-    if isinstance(pix, (bool, np.bool_)) or not isinstance(pix, (int, float, np.number)) or not (
-            np.isfinite(pix) and pix > 0):
+    if isinstance(pix, bool) or not isinstance(pix, (int, float)):
         raise InputError(f"map set '{p}': attribute pixel_size_arcmin = {pix!r} is not a positive number of arcmin")
-    if max(kappa.shape[1:]) * pix / 60.0 >= MAX_SIDE_DEG:
-        raise InputError(f"map set '{p}': maps of {max(kappa.shape[1:])} pixels of {pix:g} arcmin span more than "
-                         f"the {MAX_SIDE_DEG:g}° a flat (TAN) map can (attribute pixel_size_arcmin)")
+    try:  # the maps' grid: positive, finite pixels, less than a flat map's largest side (FlatGrid)
+        FlatGrid(0.0, 0.0, float(pix), *kappa.shape[1:])
+    except InputError as err:
+        raise InputError(f"map set '{p}': attribute pixel_size_arcmin = {pix!r}: {err}") from None
     n_done = _from_attr(f.attrs["n_done"])
     if not isinstance(n_done, int) or not 0 <= n_done <= kappa.shape[0]:
         raise InputError(f"map set '{p}': attribute n_done = {n_done!r} is not a map count within 0..{kappa.shape[0]}")

@@ -95,9 +95,7 @@ def _json_default(obj):
 
 
 def _read(path: Path):
-    if not path.exists():
-        raise InputError(f"prior '{path}' does not exist")
-    check_file(path, "prior")
+    check_file(path, "prior")  # exists, is a regular file (a pipe would block h5py), can be read
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT or "params" not in f:

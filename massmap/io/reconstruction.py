@@ -37,12 +37,12 @@ class Reconstruction:
         return all(k in self.images for k in ("GAMMA1", "GAMMA2", "NOISE_STD"))
 
 
-@reads("reconstruction")
 def native(a: np.ndarray) -> np.ndarray:
     """``a`` in the machine's byte order: FITS stores big-endian numbers, which JAX does not take."""
     return a.astype(a.dtype.newbyteorder("=")) if a.dtype.byteorder not in ("=", "|") else a
 
 
+@reads("reconstruction")
 def read_reconstruction(path: str | Path) -> Reconstruction:
     """Read a reconstruction; one-line InputError if it is not one."""
     path = str(path)
