@@ -52,8 +52,8 @@ def test_numpy_loses_an_interrupt_raised_in_a_hash():
         np.dtype(dtype_class(raise_once))
     except KeyboardInterrupt:
         escaped.append(True)
-    except Exception as err:  # disguised: no better
-        assert not isinstance(err, KeyboardInterrupt)
+    except Exception:  # disguised as another error: lost just the same
+        pass
     assert not escaped
 
 
