@@ -402,6 +402,10 @@ KINDS: list[Kind] = [
                                                                            -np.abs(h["NOISE_STD"].data))), "NOISE_STD"),
              "KAPPA_WIENER on another grid": (_fits_edit("recon", lambda h: h["KAPPA_WIENER"].header.set(
                  "CRVAL1", h["KAPPA_WIENER"].header["CRVAL1"] + 0.5)), "another WCS"),
+             # wcslib refuses these inside read_reconstruction, past open_fits: only its @reads turns them
+             # into one line (without it, exit 1 and a traceback)
+             "bad WCS projection": (_fits_card("recon", 1, "CTYPE1", "'RA---XYZ'"), "damaged"),
+             "singular WCS": (_fits_card("recon", 1, "CDELT1", 0), "damaged"),
          }),
     Kind("κ map", "kappa", "kappa.fits", "fits",
          lambda p, d, s: ["mock-catalog", str(p), "-o", str(d / "mock.fits")], "mock.fits", {
