@@ -21,7 +21,8 @@ galaxies lie on a survey footprint (benchmarks/survey_footprint.py: star masks a
 metrics are also measured in its holes, where the maps are inferred without data. The
 samples' statistics are compared with the truth's over all fields: band powers (field-average
 C_ℓ(samples)/C_ℓ(truth) per band, with its spread), peak counts per S/N bin of truth/σ against
-sample/σ, and the one-point κ PDF on common bins (OUT/sample_statistics.png). Prints markdown tables
+sample/σ, and the one-point κ PDF on common bins (OUT/sample_statistics.png); and per band the
+calibration slope Σ⟨m, κ⟩/Σ⟨m, m⟩ of the posterior mean and of the Wiener map (1 for E[κ | data]). Prints markdown tables
 and writes ``OUT/validate_posterior.json``. The issue-13 targets: posterior mean r ≥ r_Wiener + 0.05
 and RMSE ≤ 0.95 RMSE_Wiener on average and better than Wiener on every field; sample C_ℓ within 10%
 up to half the Nyquist ℓ; coverage within 3 points of nominal; ≤ 400 score evaluations per sample.
@@ -162,23 +163,49 @@ def hole_metrics(d: Path, holes: np.ndarray) -> dict:
 PDF_EDGES = np.linspace(-0.06, 0.14, 21)  # common κ bins of the one-point PDF over fields (1′ maps)
 
 
+def band_cross_power(a: np.ndarray, b: np.ndarray, mask: np.ndarray, ell_edges: np.ndarray,
+                     pixel_size_arcmin: float) -> np.ndarray:
+    """Σ over the Fourier modes of each ℓ band of Re(â b̂*), for the maps zeroed outside ``mask`` and
+    mean-subtracted inside it (unnormalised: only ratios of these sums are used)."""
+    from massmap.ops.spectra import ell_grid
+
+    def prepared(x):
+        return np.where(mask, x - x[mask].mean(), 0.0)
+
+    cross = (np.fft.fft2(prepared(a)) * np.conj(np.fft.fft2(prepared(b)))).real
+    band = np.digitize(ell_grid(*a.shape, pixel_size_arcmin), ell_edges) - 1
+    return np.array([cross[band == j].sum() for j in range(len(ell_edges) - 1)])
+
+
 def sample_statistics_over_fields(out: Path, n_fields: int) -> dict:
     """Band-power ratios, peak counts and one-point PDFs of the samples against the truth, per field and
-    over the fields (from each field's metrics.json; the PDF recomputed on common bins ``PDF_EDGES``)."""
+    over the fields (from each field's metrics.json; the PDF recomputed on common bins ``PDF_EDGES``),
+    and the calibration slope of the posterior mean m and of the Wiener map per band,
+    Σ_fields ⟨m, κ⟩ / Σ_fields ⟨m, m⟩ (E[κ | data] regressed on itself has slope 1: above 1 the map is
+    shrunk more than the data warrant, below 1 less)."""
     from astropy.io import fits
 
-    ratios, peaks_t, peaks_s, pdf_t, pdf_s = [], [], [], [], []
+    ratios, peaks_t, peaks_s, pdf_t, pdf_s, cl_t, cl_s = [], [], [], [], [], [], []
+    cross: dict[str, np.ndarray] = {}  # band sums ⟨m, κ⟩ and ⟨m, m⟩ over fields, per map
     ps = pk = None
     for i in range(n_fields):
         d = out / f"field{i:02d}"
         m = json.loads((d / "summary" / "metrics.json").read_text())["sample_statistics"]
         ps, pk = m["power_spectrum"], m["peak_counts"]
         ratios.append(np.asarray(ps["ratio"], float))
+        cl_t.append(np.asarray(ps["cl_truth"], float))
+        cl_s.append(np.asarray(ps["cl_samples_mean"], float))
         peaks_t.append(np.asarray(pk["truth"], float))
         peaks_s.append(np.asarray(pk["samples_mean"], float))
         with fits.open(d / "recon.fits") as h, fits.open(d / "truth.fits") as t:
             samples, mask = np.asarray(h["KAPPA_SAMPLES"].data, float), np.asarray(h["MASK"].data) > 0
             truth = np.asarray(t["KAPPA"].data, float)
+            maps = {k: np.asarray(h[e].data, float) for k, e in (("posterior", "KAPPA_MEAN"), ("wiener", "KAPPA_WIENER"))}
+            pixel = abs(float(h["KAPPA_MEAN"].header["CDELT1"])) * 60.0
+        for k, est in maps.items():
+            for pair, other in (("mt", truth), ("mm", est)):
+                c = band_cross_power(est, other, mask, np.asarray(ps["ell_edges"], float), pixel)
+                cross[f"{k}_{pair}"] = cross.get(f"{k}_{pair}", 0.0) + c
         width = np.diff(PDF_EDGES)
         pdf_t.append(np.histogram(truth[mask], PDF_EDGES)[0] / (mask.sum() * width))
         pdf_s.append(np.mean([np.histogram(x[mask], PDF_EDGES)[0] for x in samples], axis=0) / (mask.sum() * width))
@@ -191,6 +218,9 @@ def sample_statistics_over_fields(out: Path, n_fields: int) -> dict:
     pt, pst = np.array(peaks_t), np.array(peaks_s)
     return {"ell": ell, "ell_limit": half_nyquist, "cl_ratio_per_field": ratios, "cl_ratio_mean": mean_ratio,
             "cl_ratio_sem": spread, "cl_bins_compared": compared,
+            "cl_ratio_of_means": np.mean(cl_s, 0) / np.mean(cl_t, 0),
+            "mean_calibration_posterior": cross["posterior_mt"] / cross["posterior_mm"],
+            "mean_calibration_wiener": cross["wiener_mt"] / cross["wiener_mm"],
             "cl_max_abs_deviation": float(np.nanmax(np.abs(mean_ratio[compared] - 1.0))) if compared.any() else None,
             "snr_edges": np.asarray(pk["snr_edges"]), "peaks_truth_mean": pt.mean(0), "peaks_truth_std": pt.std(0, ddof=1),
             "peaks_samples_mean": pst.mean(0), "peaks_samples_std": pst.std(0, ddof=1),
@@ -204,6 +234,13 @@ def print_sample_statistics(st: dict) -> None:
     print("| ℓ | " + " | ".join(f"{e:.0f}{'*' if c else ''}" for e, c in zip(st["ell"], st["cl_bins_compared"])) + " |")
     print("|---" * (len(st["ell"]) + 1) + "|")
     print("| ratio | " + " | ".join(f"{m:.2f} ± {e:.2f}" for m, e in zip(st["cl_ratio_mean"], st["cl_ratio_sem"])) + " |")
+    print("| ratio of field-average C_ℓ | " + " | ".join(f"{m:.2f}" for m in st["cl_ratio_of_means"]) + " |")
+    print("\ncalibration slope of the map per band, Σ⟨m, κ⟩/Σ⟨m, m⟩ over fields (1: as shrunk as the data warrant; "
+          "> 1: shrunk too much)")
+    print("| ℓ | " + " | ".join(f"{e:.0f}" for e in st["ell"]) + " |")
+    print("|---" * (len(st["ell"]) + 1) + "|")
+    for who, label in (("posterior", "posterior mean"), ("wiener", "Wiener")):
+        print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in st[f"mean_calibration_{who}"]) + " |")
     e, k = st["snr_edges"], st["kappa_edges"]
     _truth_samples_table("peaks per field per S/N bin (truth/σ vs sample/σ; mean ± std over fields)", "S/N",
                          [f"{a:g}–{b:g}" for a, b in zip(e[:-1], e[1:])], st, "peaks", ".1f")
@@ -227,7 +264,7 @@ def plot_sample_statistics(st: dict, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+    fig, ax = plt.subplots(1, 4, figsize=(18, 4))
     for r in st["cl_ratio_per_field"]:
         ax[0].semilogx(st["ell"], r, color="0.8", lw=0.8)
     ax[0].errorbar(st["ell"], st["cl_ratio_mean"], st["cl_ratio_sem"], color="C0", marker="o", label="field average")
@@ -248,6 +285,11 @@ def plot_sample_statistics(st: dict, path: Path, title: str) -> None:
     ax[2].errorbar(kc, st["pdf_samples_mean"], st["pdf_samples_std"], marker="o", ls="--", label="samples")
     ax[2].set(xlabel="κ", ylabel="density", yscale="log")
     ax[2].legend(fontsize=8)
+    for who, label in (("posterior", "posterior mean"), ("wiener", "Wiener")):
+        ax[3].semilogx(st["ell"], st[f"mean_calibration_{who}"], marker="o", label=label)
+    ax[3].axhline(1, color="k", lw=0.8)
+    ax[3].set(xlabel="ℓ", ylabel="Σ⟨m, κ⟩ / Σ⟨m, m⟩ (1: calibrated)", ylim=(0, 2))
+    ax[3].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
