@@ -160,6 +160,58 @@ def test_final_conditional_draw_restores_the_prior_variance(denoise):
     assert res.samples.mean(axis=(1, 2)) == pytest.approx(0.0, abs=1e-6)  # the grid mean stays at 0
 
 
+def _pipeline_prediction(s, n, sigma2, denoise):
+    """Per-mode (mean filter on the periodic KS map, variance) of the samples that the annealed sampler
+    gives for a Gaussian prior S = s, uniform noise n per mode and no mask, stopped at σ² = sigma2.
+
+    The chains target p_σ(κ_σ) L_σ(κ_σ), L_σ the annealed likelihood (noise n + σ²): κ_σ | d ~ N(μ d, v)
+    with μ = (s + σ²)/(s + n + 2σ²), v = μ (n + σ²). Then p(κ | κ_σ) = N(a κ_σ, c), a = s/(s + σ²),
+    c = aσ²; with the data the final draw has variance (1/c + 1/n)⁻¹ and mean (aκ_σ/c + d/n)(1/c + 1/n)⁻¹;
+    without them, variance c and mean aκ_σ. (L_σ is the usual annealing approximation of p(d | κ_σ),
+    exact as σ → 0; the exact posterior is the Wiener filter s/(s + n) with variance sn/(s + n).)"""
+    ok = s > 0
+    s = np.where(ok, s, 1.0)
+    mu = (s + sigma2) / (s + n + 2 * sigma2)
+    v, a = mu * (n + sigma2), s / (s + sigma2)
+    c = a * sigma2
+    if denoise == "draw_given_data":
+        post = 1.0 / (1.0 / c + 1.0 / n)
+        gain = post * a / c
+        mean, var = gain * mu + post / n, post + gain**2 * v
+    else:
+        mean, var = a * mu, c + a**2 * v
+    return np.where(ok, mean, 0.0), np.where(ok, var, 0.0)
+
+
+@pytest.mark.parametrize("denoise", ["draw_given_data", "draw"])
+def test_final_draw_with_and_without_the_data_in_the_gaussian_limit(denoise):
+    """Gaussian prior, uniform noise, no mask, pad 0, chains stopped at σ_min² = the noise variance n per
+    mode (a large σ_min, where the two final steps differ most): the samples' mean and per-mode variance
+    are the analytic prediction of :func:`_pipeline_prediction`. The mean of antithetic pairs has no
+    Monte-Carlo noise in the Gaussian limit (float32: ≲ 0.01 posterior σ); the mode-averaged variance of
+    64 draws from 8 chains over 255 modes has ~2% error (5% tolerance). Against the exact posterior, the
+    draw given the data has 0.945 × its variance, the data-blind draw 2.5 ×: the test tells them apart."""
+    from massmap.ops.shear import shear_to_kappa
+
+    noise = 0.01
+    data, _ = _data(seed=6, noise=noise)
+    s = np.asarray(PRIOR.mode_variance(N, N), np.float64)
+    settings = SamplerSettings(n_samples=64, chains=8, sigma_max=0.3, sigma_min=noise, n_levels=6, burn_in=4,
+                               denoise=denoise)
+    res = sample_posterior(jax.random.PRNGKey(7), data, PRIOR, settings, pad=0, chunk=8)
+    gain, var = _pipeline_prediction(s, noise**2, noise**2, denoise)
+    kappa_e = np.fft.fft2(np.asarray(shear_to_kappa(data.g1, data.g2)[0], np.float64))
+    predicted_mean = np.fft.ifft2(kappa_e * gain).real
+    exact_var = s * noise**2 / (s + noise**2)
+    post_sd = float(np.sqrt(np.mean(exact_var[s > 0])))
+    assert np.sqrt(np.mean((res.mean - predicted_mean) ** 2)) < 0.01 * post_sd
+    dev = np.fft.fft2(res.samples - res.samples.mean(axis=0))
+    measured = np.mean(np.abs(dev) ** 2, axis=0)[s > 0] / (N * N) * 64 / 63
+    assert np.mean(measured / var[s > 0]) == pytest.approx(1.0, rel=0.05)
+    to_exact = np.mean(var[s > 0] / exact_var[s > 0])
+    assert to_exact == pytest.approx(0.945 if denoise == "draw_given_data" else 2.52, rel=0.01)
+
+
 def test_posterior_mean_averages_the_conditional_means():
     """With 'draw' the mean is Rao–Blackwellised: the average of the draws' conditional means, which are
     the 'tweedie' samples of the same chains (the final draw does not move a chain), not the average of

@@ -68,8 +68,9 @@ class PosteriorConfig:
     target_accept: float = 0.8  # the per-chain step size is adapted towards this acceptance rate
     metropolis: bool = True  # accept/reject (exact for the Gaussian prior; see docs/posterior.md)
     max_energy_error: float = 1000.0  # a transition with a larger energy error is divergent: rejected
-    denoise: Literal["tweedie", "draw", "none"] = "draw"  # final step: tweedie = κ + σ_min² · score(κ, σ_min);
-    # draw = that plus a draw of the Gaussian-limit spread of κ given κ_σ (see docs/posterior.md); none = κ_σ
+    denoise: Literal["tweedie", "draw", "draw_given_data", "none"] = "draw"  # final step: tweedie = κ + σ_min² ·
+    # score(κ, σ_min); draw = that plus a draw of the Gaussian-limit spread of κ given κ_σ; draw_given_data =
+    # a draw of the Gaussian-limit κ given κ_σ and the data (see docs/posterior.md); none = κ_σ
     max_restarts: int = 2  # a chain that produced NaN/inf is restarted (new key) at most this often
     # --- likelihood ---
     reduced_shear: bool = False  # model the reduced shear g = γ / (1 − κ) instead of γ

@@ -9,7 +9,8 @@ smoothed by Gaussian noise σ, known only through its score s(κ, σ) = ∇ log 
 the σ_max-smoothed Gaussian prior and runs a few HMC transitions at each level of a geometric schedule
 σ_max → σ_min; at σ_min it keeps drawing, and every draw is denoised with Tweedie's formula
 E[κ | κ_σ] = κ_σ + σ² s(κ_σ, σ), or replaced by a draw of the Gaussian-limit p(κ | κ_σ) (that mean plus
-a field of per-mode variance σ² s_k/(s_k + σ²): the spread of κ that Tweedie's mean leaves out).
+a field of per-mode variance σ² s_k/(s_k + σ²): the spread of κ that Tweedie's mean leaves out), or by
+a draw of the Gaussian-limit p(κ | κ_σ, data), which also takes in what the data say about κ given κ_σ.
 
 Preconditioning: the mass matrix is diagonal in Fourier space, M = F⁻¹ diag(h) F with the
 Gaussian-limit curvature of −log π_σ per mode,
@@ -45,7 +46,7 @@ alone is an ordinary chain of the same target.
 
 API (blackjax style): :func:`annealed_hmc` returns ``SamplingAlgorithm(init, step)`` for one chain;
 :func:`run_level` runs several transitions at one level (vmap it over chains); :func:`denoise` and
-:func:`conditional_draw` (the final step). The
+:func:`conditional_draw` or :func:`conditional_draw_given_data` (the final step). The
 mass matrix (the Fourier-diagonal precision, probing a learned prior's spectrum) is in
 :mod:`massmap.infer.preconditioner`; the driver over levels, chains and restarts in
 :mod:`massmap.infer.sampler`.
@@ -58,7 +59,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from massmap.infer.likelihood import PaddedShear, data_weight
 from massmap.infer.preconditioner import fourier_apply, inverse_precision, without_mean_mode
+from massmap.ops.shear import kappa_to_shear
+from massmap.ops.wiener import wiener_cg_solve
 
 ADAPT_RATE = 0.5  # log step size += ADAPT_RATE · (acceptance − target) after each adapted transition
 FROZEN, ADAPT, ADAPT_DOWN = 0, 1, 2  # step-size modes: keep, adapt both ways, adapt downwards only
@@ -246,6 +250,47 @@ def conditional_draw(key: jax.Array, state: HMCState, mode_var: jnp.ndarray, sig
     spread = without_mean_mode(jnp.sqrt(sig2 * mode_var / (mode_var + sig2)))
     white = jax.random.normal(key, state.position.shape, jnp.float32) * sign
     return denoise(state) + fourier_apply(white, spread)
+
+
+FINAL_CG_TOL, FINAL_CG_MAX_ITER = 1e-5, 200  # the Wiener solves of conditional_draw_given_data
+
+
+def conditional_draw_given_data(key: jax.Array, state: HMCState, mode_var: jnp.ndarray, data: PaddedShear,
+                                sign=1.0) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(draw, mean) of the Gaussian-limit p(κ | κ_σ, data): :func:`conditional_draw` with the data.
+
+    The data depend on κ alone, so p(κ | κ_σ, d) ∝ p(κ | κ_σ) L(d | κ). With p(κ | κ_σ) ≈ N(m, C) (m
+    Tweedie's mean, C_k = σ² s_k/(s_k + σ²), as in :func:`conditional_draw`) and the linear shear model
+    d = Pκ + n, n ~ N(0, N), this is Gaussian with precision C⁻¹ + Pᵀ N⁻¹ P: its mean is
+    m + 𝒲(d − Pm), with 𝒲 the Wiener filter of prior covariance C (massmap.ops.wiener, preconditioned CG;
+    C is small against the noise, so it takes a few iterations), and a draw adds
+    e = δ − 𝒲(Pδ + n), δ ~ N(0, C), n ~ N(0, N) (perturbation sampling: Cov e = (C⁻¹ + Pᵀ N⁻¹ P)⁻¹),
+    with δ and n times the antithetic ``sign``. For a Gaussian prior, κ_σ ~ p(κ_σ | d) followed by this
+    draw is an exact posterior sample at any σ; :func:`conditional_draw` leaves out a relative error of
+    order σ²/σ_i² in each mode's mean and variance. (The chains draw κ_σ from the annealing
+    approximation, the likelihood L_σ of noise σ_i² + σ², exact as σ → 0: in a Gaussian test with
+    σ² = σ_i² the samples have 0.945 × the exact posterior variance with the data, 2.5 × without;
+    with σ² = 0.03 σ_i², 0.994 × and 1.05 × by the analytic prediction of that test.) The reduced-shear model is linearised here (the chains
+    use it in full). The k = 0 mode stays at 0.
+    """
+    sig2 = state.sigma**2
+    cond_var = without_mean_mode(sig2 * mode_var / (mode_var + sig2))
+    ninv = data_weight(data)  # σ = 0: the noise of the data themselves
+    k_kappa, k_n1, k_n2 = jax.random.split(key, 3)
+
+    def wiener(r1, r2):
+        return wiener_cg_solve(r1, r2, ninv, cond_var, FINAL_CG_TOL, FINAL_CG_MAX_ITER)[0]
+
+    m = denoise(state)
+    s1, s2 = kappa_to_shear(m)
+    mean = m + wiener(data.g1 - s1, data.g2 - s2)
+    shape = state.position.shape
+    delta = fourier_apply(jax.random.normal(k_kappa, shape, jnp.float32) * sign, jnp.sqrt(cond_var))
+    noise_std = jnp.sqrt(data.noise_var) * data.mask
+    p1, p2 = kappa_to_shear(delta)
+    n1 = jax.random.normal(k_n1, shape, jnp.float32) * sign * noise_std
+    n2 = jax.random.normal(k_n2, shape, jnp.float32) * sign * noise_std
+    return mean + delta - wiener(p1 + n1, p2 + n2), mean
 
 
 def initial_log_step_size(n_pixels: int, step_size: float | None = None) -> float:

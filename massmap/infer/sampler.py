@@ -11,10 +11,12 @@ massmap.infer.annealed):
 4. draws: ``draws_per_chain`` = ⌈n_samples / chains⌉ draws, ``thin`` transitions apart, step size
    frozen (FROZEN), each denoised (``denoise``: 'tweedie', Tweedie's mean; 'draw', a draw of the
    Gaussian-limit p(κ | κ_σ) whose mode variance is the preconditioner's spectrum, with key
-   fold_in(chain key, DRAW_KEY + j) for draw j; 'none') and cropped to the unpadded map.
+   fold_in(chain key, DRAW_KEY + j) for draw j; 'draw_given_data', a draw of the Gaussian-limit
+   p(κ | κ_σ, data), the same with the data's information on κ; 'none') and cropped to the unpadded map.
 
-The posterior mean is Rao–Blackwellised: with 'draw', each sample is its conditional mean m_j =
-E[κ | κ_σ,j] (Tweedie's) plus an independent zero-mean Gaussian field, so the average of the m_j has
+The posterior mean is Rao–Blackwellised: with 'draw' (or 'draw_given_data'), each sample is its
+conditional mean m_j = E[κ | κ_σ,j] (Tweedie's; with the data, E[κ | κ_σ,j, d]) plus an independent
+zero-mean Gaussian field, so the average of the m_j has
 the expectation of the samples' average and a smaller variance — the draws' own spread (per mode
 σ² s_k / (s_k + σ²), most of a pixel's posterior variance at the small, noise-dominated scales) adds
 Monte-Carlo noise to the samples' average but nothing to the estimate. ``mean_error`` is the
@@ -57,8 +59,9 @@ import numpy as np
 
 from massmap import parallel
 from massmap.errors import SamplingError
-from massmap.infer.annealed import (ADAPT, ADAPT_DOWN, FROZEN, HMCState, annealed_hmc, conditional_draw, denoise,
-                                    init_position, initial_log_step_size, run_level, sigma_schedule)
+from massmap.infer.annealed import (ADAPT, ADAPT_DOWN, FROZEN, HMCState, annealed_hmc, conditional_draw,
+                                    conditional_draw_given_data, denoise, init_position, initial_log_step_size,
+                                    run_level, sigma_schedule)
 from massmap.infer.diagnostics import effective_sample_size, split_rhat
 from massmap.infer.likelihood import PaddedShear, log_likelihood_and_grad, mean_weight
 from massmap.infer.preconditioner import fourier_precision, prior_spectrum
@@ -66,7 +69,8 @@ from massmap.ops.shear import crop_map
 from massmap.prior.base import single_map_score
 
 SUMMARIES = ("VARIANCE", "CENTRE_MEAN", "PEAK")  # per-draw scalars whose R̂ and ESS are reported
-DENOISE = ("tweedie", "draw", "none")  # the final step of a draw (module docstring)
+DENOISE = ("tweedie", "draw", "draw_given_data", "none")  # the final step of a draw (module docstring)
+CONDITIONAL = ("draw", "draw_given_data")  # final steps that draw: their conditional means are kept apart
 DRAW_KEY = 1_000_000  # conditional draw j of a chain uses fold_in(chain key, DRAW_KEY + j)
 
 
@@ -89,7 +93,7 @@ class SamplerSettings:
     target_accept: float = 0.8
     metropolis: bool = True
     max_energy_error: float = 1000.0
-    denoise: str = "draw"  # final step: 'draw', 'tweedie' or 'none' (module docstring)
+    denoise: str = "draw"  # final step: 'draw', 'draw_given_data', 'tweedie' or 'none' (module docstring)
     max_restarts: int = 2
     reduced_shear: bool = False
     antithetic: bool = True  # chains 2i, 2i + 1 as antithetic pairs (module docstring)
@@ -120,7 +124,7 @@ class ChainBatch(NamedTuple):
     """A chunk of chains run together (leading axis: chain)."""
 
     draws: np.ndarray  # (B, draws_per_chain, ny, nx), cropped and denoised
-    means: np.ndarray  # (B, draws_per_chain, ny, nx), each draw's conditional mean (= draws unless 'draw')
+    means: np.ndarray  # (B, draws_per_chain, ny, nx), each draw's conditional mean (= draws unless CONDITIONAL)
     ok: np.ndarray  # (B,) every draw and cached gradient finite
     n_evals: np.ndarray  # (B,) score evaluations
     acceptance: np.ndarray  # (B, levels) mean acceptance rate per annealing level
@@ -245,14 +249,17 @@ def build_level(kernel: tuple, prior, mesh=None) -> Callable:
                                  out_specs=(split, split), check_vma=False))  # no collectives inside
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5))
-def _draw(states: HMCState, keys: jax.Array, signs: jnp.ndarray, spectrum: jnp.ndarray, how: str,
-          pad: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+@functools.partial(jax.jit, static_argnums=(5, 6))
+def _draw(states: HMCState, keys: jax.Array, signs: jnp.ndarray, spectrum: jnp.ndarray, data: PaddedShear,
+          how: str, pad: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """Cropped (denoised) draws of a batch of chains, their conditional means (the draws themselves
-    unless ``how`` is 'draw') and whether the cached gradients are finite."""
+    unless ``how`` is in CONDITIONAL) and whether the cached gradients are finite."""
     if how == "draw":
         mean = jax.vmap(denoise)(states)
         kappa = jax.vmap(conditional_draw, in_axes=(0, 0, None, 0))(keys, states, spectrum, signs)
+    elif how == "draw_given_data":
+        kappa, mean = jax.vmap(conditional_draw_given_data, in_axes=(0, 0, None, None, 0))(keys, states, spectrum,
+                                                                                           data, signs)
     else:
         kappa = jax.vmap(denoise)(states) if how == "tweedie" else states.position
         mean = kappa
@@ -314,7 +321,7 @@ def run_chains(chain_keys: jax.Array, chain_signs: jnp.ndarray, data: PaddedShea
         evals += host(info.n_evals)
     ny, nx = (n - 2 * pad for n in data.g1.shape)
     draws = np.empty((b, n_draws, ny, nx), np.float32)
-    means = np.empty_like(draws) if settings.denoise == "draw" else draws  # otherwise the same maps
+    means = np.empty_like(draws) if settings.denoise in CONDITIONAL else draws  # otherwise the same maps
     ok = np.ones(b, bool)
     draw_acc, draw_div = np.zeros(b), np.zeros(b)
     for j in range(n_draws):
@@ -323,7 +330,8 @@ def run_chains(chain_keys: jax.Array, chain_signs: jnp.ndarray, data: PaddedShea
         evals += host(info.n_evals)
         draw_acc += host(info.acceptance_rate) / n_draws
         draw_div += host(info.n_divergent)
-        kappa, mean, finite = _draw(states, fold(chain_keys, DRAW_KEY + j), signs, spectrum, settings.denoise, pad)
+        kappa, mean, finite = _draw(states, fold(chain_keys, DRAW_KEY + j), signs, spectrum, data,
+                                    settings.denoise, pad)
         draws[:, j] = host(kappa)
         if means is not draws:
             means[:, j] = host(mean)

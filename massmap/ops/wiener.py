@@ -85,7 +85,9 @@ def cg_run(apply_a: Callable, apply_minv: Callable, b: jnp.ndarray, tol: float, 
 
 
 @partial(jax.jit, static_argnames=("tol", "max_iter"))
-def _wiener_cg_solve(g1, g2, ninv, mode_var, tol, max_iter):
+def wiener_cg_solve(g1, g2, ninv, mode_var, tol, max_iter):
+    """(κ, iterations, relative residual) of the whitened Wiener system (module docstring); pure and
+    jittable (vmap it over maps). ``ninv`` = N⁻¹ per pixel (0 = no data), ``mode_var`` the prior's s_k."""
     sqrt_s = jnp.sqrt(mode_var)
 
     def apply_a(x):
@@ -111,7 +113,7 @@ def wiener_cg(g1: jnp.ndarray, g2: jnp.ndarray, inv_noise_var: jnp.ndarray, mode
     info's residual is the relative residual |b − A x|/|b| of the whitened system.
     """
     f32 = partial(jnp.asarray, dtype=jnp.float32)
-    kappa, iters, res = _wiener_cg_solve(f32(g1), f32(g2), f32(inv_noise_var), f32(mode_var),
+    kappa, iters, res = wiener_cg_solve(f32(g1), f32(g2), f32(inv_noise_var), f32(mode_var),
                                          tol=float(tol), max_iter=int(max_iter))
     res = float(res)
     return kappa.astype(jnp.float32), CGInfo(int(iters), res, res < tol)
