@@ -270,8 +270,8 @@ def conditional_draw_given_data(key: jax.Array, state: HMCState, mode_var: jnp.n
     order σ²/σ_i² in each mode's mean and variance. (The chains draw κ_σ from the annealing
     approximation, the likelihood L_σ of noise σ_i² + σ², exact as σ → 0: in a Gaussian test with
     σ² = σ_i² the samples have 0.945 × the exact posterior variance with the data, 2.5 × without;
-    with σ² = 0.03 σ_i², 0.994 × and 1.05 × by the analytic prediction of that test.) The reduced-shear model is linearised here (the chains
-    use it in full). The k = 0 mode stays at 0.
+    with σ² = 0.03 σ_i², 0.994 × and 1.05 × by the analytic prediction of that test.) The reduced-shear
+    model is linearised here (the chains use it in full). The k = 0 mode stays at 0.
     """
     sig2 = state.sigma**2
     cond_var = without_mean_mode(sig2 * mode_var / (mode_var + sig2))
