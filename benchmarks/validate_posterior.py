@@ -165,16 +165,15 @@ PDF_EDGES = np.linspace(-0.06, 0.14, 21)  # common κ bins of the one-point PDF 
 
 def band_cross_power(a: np.ndarray, b: np.ndarray, mask: np.ndarray, ell_edges: np.ndarray,
                      pixel_size_arcmin: float) -> np.ndarray:
-    """Σ over the Fourier modes of each ℓ band of Re(â b̂*), for the maps zeroed outside ``mask`` and
-    mean-subtracted inside it (unnormalised: only ratios of these sums are used)."""
-    from massmap.ops.spectra import ell_grid
+    """The binned cross-spectrum (massmap.ops.spectra.power_spectrum) of the maps zeroed outside
+    ``mask`` and mean-subtracted inside it; not divided by f_sky, so sums over fields of one shape weigh
+    every mode alike (only ratios of these band powers are used)."""
+    from massmap.ops.spectra import power_spectrum
 
     def prepared(x):
         return np.where(mask, x - x[mask].mean(), 0.0)
 
-    cross = (np.fft.fft2(prepared(a)) * np.conj(np.fft.fft2(prepared(b)))).real
-    band = np.digitize(ell_grid(*a.shape, pixel_size_arcmin), ell_edges) - 1
-    return np.array([cross[band == j].sum() for j in range(len(ell_edges) - 1)])
+    return power_spectrum(prepared(a), pixel_size_arcmin, ell_edges, other=prepared(b))[1]
 
 
 def sample_statistics_over_fields(out: Path, n_fields: int) -> dict:
