@@ -246,10 +246,15 @@ def conditional_draw(key: jax.Array, state: HMCState, mode_var: jnp.ndarray, sig
     exactly; the mean is Tweedie's formula. Where σ² is not small against s_k (the small scales when
     σ_min is a sizeable fraction of the prior's κ rms) Tweedie's mean alone lacks that variance.
     """
-    sig2 = state.sigma**2
-    spread = without_mean_mode(jnp.sqrt(sig2 * mode_var / (mode_var + sig2)))
+    spread = jnp.sqrt(conditional_variance(state, mode_var))
     white = jax.random.normal(key, state.position.shape, jnp.float32) * sign
     return denoise(state) + fourier_apply(white, spread)
+
+
+def conditional_variance(state: HMCState, mode_var: jnp.ndarray) -> jnp.ndarray:
+    """Per-mode variance σ² s_k/(s_k + σ²) of the Gaussian-limit p(κ | κ_σ) at the state's σ (0 at k = 0)."""
+    sig2 = state.sigma**2
+    return without_mean_mode(sig2 * mode_var / (mode_var + sig2))
 
 
 FINAL_CG_TOL, FINAL_CG_MAX_ITER = 1e-5, 200  # the Wiener solves of conditional_draw_given_data
@@ -273,8 +278,7 @@ def conditional_draw_given_data(key: jax.Array, state: HMCState, mode_var: jnp.n
     with σ² = 0.03 σ_i², 0.994 × and 1.05 × by the analytic prediction of that test.) The reduced-shear
     model is linearised here (the chains use it in full). The k = 0 mode stays at 0.
     """
-    sig2 = state.sigma**2
-    cond_var = without_mean_mode(sig2 * mode_var / (mode_var + sig2))
+    cond_var = conditional_variance(state, mode_var)
     ninv = data_weight(data)  # σ = 0: the noise of the data themselves
     k_kappa, k_n1, k_n2 = jax.random.split(key, 3)
 
