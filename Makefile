@@ -125,9 +125,9 @@ clean:
 # The posterior-quality benchmark of issue 13: the shipped prior against Wiener and smoothed KS on
 # 8 held-out PM fields (configs/heldout-pm-1arcmin.yaml) and, out of distribution, on lognormal and
 # Gaussian fields; tables on stdout, JSON and sample-statistics figures in benchmarks/results/posterior-*.
-# As committed (docs/posterior.md): the posterior default of 100 samples per PM field (about 12 min
+# As committed (docs/posterior.md): the posterior default of 100 samples per PM field (about 9 min
 # each on 2 CPU cores) and 16 per out-of-distribution field (3 of each kind, about 2 min each),
-# ≈ 1 h 50 min in all; VALIDATE_SAMPLES=24 for a quicker look (≈ 3.2 min per PM field).
+# ≈ 1 h 20 min in all; VALIDATE_SAMPLES=24 for a quicker look.
 VALIDATE_SAMPLES ?= 100
 OOD_SAMPLES ?= 16
 validate-posterior: $(STAMP)
@@ -140,7 +140,8 @@ validate-posterior: $(STAMP)
 
 # The same 8 PM fields with the mock galaxies on a survey footprint (benchmarks/survey_footprint.py:
 # 60 bright-star masks and a 3′ gap; 7.4% of the pixels have no galaxy): the metrics inside the
-# footprint and in its holes. About 12 min per field on 2 CPU cores (1 h 40 min in all).
+# footprint and in its holes. About 12 min per field on 2 CPU cores (1 h 40 min in all) when last run,
+# before the XLA CPU default made sampling faster (not rerun since).
 validate-posterior-masked: $(STAMP)
 	mkdir -p build
 	$(PY) benchmarks/survey_footprint.py build/survey-footprint.fits
