@@ -6,11 +6,12 @@ library ("ynn fusions", an experimental path that is on by default). For the sco
 channel counts differ (every conv that changes the width, and the decoder's convs of concatenated
 skips): on 2 CPU cores, a 3×3 conv of 16 maps of 64² from 32 to 16 channels takes 67 ms with YNNPACK
 and 6.6–9.7 ms without; one from 16 to 16 channels, which YNNPACK does not take, 4.4 ms either way.
-Without it (measured with ``benchmarks/bench_prior.py`` and the shipped prior, docs/benchmarks.md):
+Without it (``benchmarks/bench_prior.py``, both settings in one run, docs/benchmarks.md):
 
-* a training step of the default network: 1.9 → 2.8 steps/s at 64², 0.32 → 0.87 at 128²;
-* one score evaluation of the shipped prior on the posterior's working shape (10 chains of 96²):
-  282 → 80 ms; a large float32 matmul is as fast or faster, FFTs and element-wise fusions unchanged.
+* a training step of the default network: 1.79 → 2.42 steps/s at 64², 0.43 → 0.89 at 128²;
+* one score evaluation of 10 maps: 135 → 37 ms at 64², 589 → 174 ms at 128²; the shipped prior on
+  the posterior's working shape (10 chains of 96²): 282 → 80 ms;
+* a large float32 matmul, FFTs and element-wise fusions are as fast or faster.
 
 So :func:`apply` adds ``--xla_cpu_experimental_ynn_fusion_type=`` (an empty list of fusion kinds)
 to ``XLA_FLAGS``. ``import massmap`` calls it; it has an effect only if JAX has not yet started its
