@@ -38,7 +38,6 @@ def test_apply_appends_once():
 
 
 _PROBE = """
-import sys
 import massmap  # applies the default before JAX starts its backend
 import jax, jax.numpy as jnp
 from massmap.prior.spectral_norm import periodic_conv
