@@ -39,16 +39,17 @@ import numpy as np
 import massmap
 from massmap.io.datasets import read_maps, read_metadata
 from massmap.io.priors import load_prior
+from massmap.ops.fourier import fourier_multiply
 
 DEFAULT_SIGMAS = (1e-3, 2.15e-3, 4.64e-3, 1e-2, 2.15e-2, 4.64e-2, 1e-1)  # κ units; 0.047 ≈ 30 gal/arcmin²
 
 
 def wiener_denoise(prior, y: np.ndarray, sigma: float) -> np.ndarray:
     """The Wiener denoiser of the prior's training C_ℓ (its hybrid base term S, in units of τ²)."""
-    s = np.asarray(prior.network_mode_variance(*y.shape[-2:]), np.float64)
-    x = (y - prior.kappa_mean) / prior.kappa_std
+    s = prior.network_mode_variance(*y.shape[-2:])
+    x = jnp.asarray((y - prior.kappa_mean) / prior.kappa_std, jnp.float32)
     filt = s / (s + (sigma / prior.kappa_std) ** 2)
-    return np.fft.ifft2(np.fft.fft2(x) * filt).real * prior.kappa_std + prior.kappa_mean
+    return np.asarray(fourier_multiply(x, filt), np.float64) * prior.kappa_std + prior.kappa_mean
 
 
 def tweedie_denoise(prior, y: np.ndarray, sigma: float, batch: int = 16) -> np.ndarray:
@@ -100,6 +101,8 @@ def posterior_on_torus(maps: np.ndarray, prior, n_samples: int, sigma_n: float, 
     from massmap.ops.shear import kappa_to_shear, shear_to_kappa
 
     rng = np.random.default_rng(seed)
+    settings = sampler_settings(load_config(overrides=[f"posterior.n_samples={n_samples}"]).posterior, prior,
+                                maps.shape[1:])
     out = []
     for i, truth in enumerate(maps):
         truth = truth - truth.mean()
@@ -111,7 +114,6 @@ def posterior_on_torus(maps: np.ndarray, prior, n_samples: int, sigma_n: float, 
         exact -= exact.mean()
         wiener = wiener_denoise(prior, kappa_e, sigma_n)
         wiener -= wiener.mean()
-        settings = sampler_settings(load_config(overrides=[f"posterior.n_samples={n_samples}"]).posterior, prior, n)
         res = sample_posterior(jax.random.PRNGKey(seed + i), pad_shear(g1, g2, np.full(n, sigma_n), np.ones(n), 0),
                                prior, settings, pad=0)
         mean = np.asarray(res.mean, np.float64) - float(res.mean.mean())
