@@ -70,15 +70,17 @@ def slope(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum(e * t) / np.sum(e * e))
 
 
-def band_slopes(estimate: np.ndarray, truth: np.ndarray, ell_edges: np.ndarray, pixel_size_arcmin: float) -> np.ndarray:
-    """Σ_maps ⟨D, κ⟩ / Σ_maps ⟨D, D⟩ per ℓ band (maps mean-subtracted; cross-spectra summed over maps)."""
+def band_slopes(estimate: np.ndarray, truth: np.ndarray, ell_edges: np.ndarray,
+                pixel_size_arcmin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mean ℓ per band, Σ_maps ⟨D, κ⟩ / Σ_maps ⟨D, D⟩ per band); maps mean-subtracted, cross-spectra
+    summed over the maps."""
     from massmap.ops.spectra import power_spectrum
 
     e = estimate - estimate.mean(axis=(-2, -1), keepdims=True)
     t = truth - truth.mean(axis=(-2, -1), keepdims=True)
-    cross = power_spectrum(e, pixel_size_arcmin, ell_edges, other=t)[1].sum(axis=0)
-    auto = power_spectrum(e, pixel_size_arcmin, ell_edges)[1].sum(axis=0)
-    return cross / auto
+    ell, cross, _ = power_spectrum(e, pixel_size_arcmin, ell_edges, other=t)
+    auto = power_spectrum(e, pixel_size_arcmin, ell_edges)[1]
+    return ell, cross.sum(axis=0) / auto.sum(axis=0)
 
 
 def band_table(maps: np.ndarray, priors: dict, sigma: float, pixel_size_arcmin: float, n_bins: int = 10,
@@ -91,10 +93,8 @@ def band_table(maps: np.ndarray, priors: dict, sigma: float, pixel_size_arcmin: 
     out = {"sigma": float(sigma), "ell_edges": edges, "priors": {}}
     for name, prior in priors.items():
         d, w = tweedie_denoise(prior, y, sigma), wiener_denoise(prior, y, sigma)
-        out["priors"][name] = {"tweedie": band_slopes(d, maps, edges, pixel_size_arcmin),
-                               "wiener": band_slopes(w, maps, edges, pixel_size_arcmin)}
-    from massmap.ops.spectra import power_spectrum
-    out["ell"] = power_spectrum(maps[:1], pixel_size_arcmin, edges)[0]
+        out["ell"], tweedie = band_slopes(d, maps, edges, pixel_size_arcmin)
+        out["priors"][name] = {"tweedie": tweedie, "wiener": band_slopes(w, maps, edges, pixel_size_arcmin)[1]}
     return out
 
 
@@ -190,10 +190,14 @@ def padded_wiener(prior, g1: np.ndarray, g2: np.ndarray, sigma_n: float, pad: in
 
     n = g1.shape[0] + 2 * pad, g1.shape[1] + 2 * pad
     s = prior.network_mode_variance(*n) * prior.kappa_std ** 2
+
     def padded(a):
         return pad_map(jnp.asarray(a, jnp.float32), pad)
 
-    k, _ = wiener_cg(padded(g1), padded(g2), padded(np.full(g1.shape, sigma_n ** -2)), s)
+    k, info = wiener_cg(padded(g1), padded(g2), padded(np.full(g1.shape, sigma_n ** -2)), s)
+    if not info.converged:
+        print(f"  warning: padded Wiener CG stopped at relative residual {info.residual:.2e} "
+              f"after {info.iterations} iterations", flush=True)
     k = np.asarray(k, np.float64)[pad:-pad, pad:-pad]
     return k - k.mean()
 
@@ -214,14 +218,14 @@ def print_posterior_table(rows: list[dict]) -> None:
 
 def posterior_band_slopes(rows: list[dict], pixel_size_arcmin: float, n_bins: int = 10) -> dict:
     """Per-band calibration slopes over the maps of the Wiener filter, D(κ_E) and the sampler's mean."""
-    from massmap.ops.spectra import log_ell_bins, power_spectrum
+    from massmap.ops.spectra import log_ell_bins
 
     truth = np.array([r["_maps"]["truth"] for r in rows])
     edges = log_ell_bins(*truth.shape[-2:], pixel_size_arcmin, n_bins)
-    out = {"ell": power_spectrum(truth[:1], pixel_size_arcmin, edges)[0], "ell_edges": edges}
+    out = {"ell_edges": edges}
     kinds = [k for k in ("wiener", "wiener_padded", "exact", "sampler") if k in rows[0]["_maps"]]
     for k in kinds:
-        out[k] = band_slopes(np.array([r["_maps"][k] for r in rows]), truth, edges, pixel_size_arcmin)
+        out["ell"], out[k] = band_slopes(np.array([r["_maps"][k] for r in rows]), truth, edges, pixel_size_arcmin)
     print("| map | " + " | ".join(f"{e:.0f}" for e in out["ell"]) + " |")
     print("|---|" + "---|" * len(out["ell"]))
     for k in kinds:
@@ -262,12 +266,12 @@ def main(argv=None) -> int:
     print(f"{len(maps)} held-out maps of {maps.shape[1]}x{maps.shape[2]} from {args.maps}; noise seed {args.seed}")
     rows = compare(maps, priors, args.sigma, args.seed)
     print_table(rows, names)
-    meta = read_metadata(args.maps)
     pixel = float(next(iter(priors.values())).pixel_size_arcmin)
-    bands = band_table(maps, priors, args.band_sigma or args.shear_noise, pixel, seed=args.seed)
+    band_sigma = args.shear_noise if args.band_sigma is None else args.band_sigma
+    bands = band_table(maps, priors, band_sigma, pixel, seed=args.seed)
     print_band_table(bands, names)
-    result = {"maps": str(args.maps), "maps_metadata": meta, "seed": args.seed, "rows": rows, "bands": bands,
-              "massmap": massmap.__version__, "jax": jax.__version__}
+    result = {"maps": str(args.maps), "maps_metadata": read_metadata(args.maps), "seed": args.seed, "rows": rows,
+              "bands": bands, "massmap": massmap.__version__, "jax": jax.__version__}
     if args.posterior_samples > 0:
         print(f"\nposterior on the torus: {names[0]}, {args.posterior_samples} samples, σ_n {args.shear_noise:.4f}, "
               f"pad {args.pad}")
