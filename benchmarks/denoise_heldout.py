@@ -133,7 +133,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def posterior_on_torus(maps: np.ndarray, prior, n_samples: int, sigma_n: float, seed: int = 0,
-                       pad: int = 0) -> list[dict]:
+                       pad: int = 0, overrides: tuple[str, ...] = ()) -> list[dict]:
     """Per map: RMSE and r to the truth of the Wiener filter, the exact posterior mean D(κ_E) and the
     sampler's mean, for shear data on the torus (module docstring); and the systematic rms difference
     sampler − exact, √(rms² − mean ε²) with ε the mean's Monte-Carlo error. With ``pad`` > 0 the same
@@ -148,7 +148,7 @@ def posterior_on_torus(maps: np.ndarray, prior, n_samples: int, sigma_n: float, 
     from massmap.ops.shear import kappa_to_shear, shear_to_kappa
 
     rng = np.random.default_rng(seed)
-    settings = sampler_settings(load_config(overrides=[f"posterior.n_samples={n_samples}"]).posterior, prior,
+    settings = sampler_settings(load_config(overrides=[f"posterior.n_samples={n_samples}", *overrides]).posterior, prior,
                                 tuple(m + 2 * pad for m in maps.shape[1:]))
     out = []
     for i, truth in enumerate(maps):
@@ -258,6 +258,8 @@ def main(argv=None) -> int:
                     help="padding of the reconstruction grid for --posterior-samples (default 0: the torus)")
     ap.add_argument("--band-sigma", type=float, default=None,
                     help="σ (κ units) of the per-band slope table (default: --shear-noise)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for --posterior-samples (e.g. posterior.annealed_likelihood=inflated)")
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args(argv)
     maps = np.asarray(read_maps(args.maps)[0], np.float64)
@@ -275,7 +277,8 @@ def main(argv=None) -> int:
     if args.posterior_samples > 0:
         print(f"\nposterior on the torus: {names[0]}, {args.posterior_samples} samples, σ_n {args.shear_noise:.4f}, "
               f"pad {args.pad}")
-        post = posterior_on_torus(maps, priors[names[0]], args.posterior_samples, args.shear_noise, args.seed, args.pad)
+        post = posterior_on_torus(maps, priors[names[0]], args.posterior_samples, args.shear_noise, args.seed, args.pad,
+                                  tuple(args.overrides))
         print_posterior_table(post)
         print("\ncalibration slope per ℓ band over the maps (Σ⟨m, κ⟩/Σ⟨m, m⟩; 1: calibrated)")
         post_bands = posterior_band_slopes(post, pixel)

@@ -140,7 +140,8 @@ def test_antithetic_pairs_remove_the_mean_noise_in_the_gaussian_limit(uniform_pr
     """32 chains, one draw each. Independent chains: the mean's error is the Monte-Carlo error
     std/√32 ≈ 0.18 std. Antithetic pairs: with the exact Hessian as mass matrix the dynamics are linear,
     the pair is mirrored about the mode and its average is the mean up to the remnant of the mirrored
-    start and float32 rounding (measured 0.0013–0.0015 std). Each chain is still exact: the samples' std
+    start and float32 rounding (measured 0.0012–0.0077 std, 0.0013–0.0022 with the inflated
+    likelihood). Each chain is still exact: the samples' std
     is the analytic one (the mean being exact, ddof = 1 makes it √(32/31) ≈ 1.6% high)."""
     p = uniform_problem
     errors = {}
@@ -157,7 +158,11 @@ def test_antithetic_pairs_remove_the_mean_noise_in_the_gaussian_limit(uniform_pr
         # 3% (as in test_gaussian_limit_std_is_analytic; here 32 draws, ~1% MC error of the map average)
         assert abs(np.sqrt(np.mean(res["KAPPA_STD"] ** 2)) / p["std"] - 1) < 0.04
     assert 0.12 < errors[False] < 0.25  # 1/√32 = 0.177: the independent chains' Monte-Carlo error
-    assert errors[True] < 0.02 * errors[False], errors  # > 50× smaller (measured > 100×)
+    # > 10× smaller: measured 140× (seed 7) and 22× (seed 8) with the default split likelihood, 75–130×
+    # with the inflated one (posterior.annealed_likelihood); the split path's E-mode noise turns from
+    # above the data noise to below it on the way down, which breaks the mirror of some pairs
+    # (massmap.infer.likelihood). Without antithetic coupling the ratio is ~1.
+    assert errors[True] < 0.1 * errors[False], errors
 
 
 def test_diagnostics_and_cost(uniform_problem):

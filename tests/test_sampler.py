@@ -196,8 +196,9 @@ def test_final_draw_with_and_without_the_data_in_the_gaussian_limit(denoise):
     noise = 0.01
     data, _ = _data(seed=6, noise=noise)
     s = np.asarray(PRIOR.mode_variance(N, N), np.float64)
+    # the prediction is the inflated likelihood's (the split one at this σ_min: tests/test_split_likelihood.py)
     settings = SamplerSettings(n_samples=64, chains=8, sigma_max=0.3, sigma_min=noise, n_levels=6, burn_in=4,
-                               denoise=denoise)
+                               denoise=denoise, likelihood="inflated")
     res = sample_posterior(jax.random.PRNGKey(7), data, PRIOR, settings, pad=0, chunk=8)
     gain, var = _pipeline_prediction(s, noise**2, noise**2, denoise)
     kappa_e = np.fft.fft2(np.asarray(shear_to_kappa(data.g1, data.g2)[0], np.float64))

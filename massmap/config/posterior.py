@@ -74,6 +74,9 @@ class PosteriorConfig:
     max_restarts: int = 2  # a chain that produced NaN/inf is restarted (new key) at most this often
     # --- likelihood ---
     reduced_shear: bool = False  # model the reduced shear g = γ / (1 − κ) instead of γ
+    annealed_likelihood: Literal["split", "inflated"] = "split"  # the data's term at level σ: split = the exact
+    # p(d | κ_σ) (noise N − σ² P Pᵀ) at the levels where σ² ≤ 0.1 × every σ_i², the inflated one above;
+    # inflated = noise σ_i² + σ² at every level (Remy et al. 2022; see docs/posterior.md)
     # --- MAP (method 'map'): annealed preconditioned gradient ascent with optax ---
     map_sigma_min: Optional[float] = None  # the MAP's last level; null: learned prior: max(its sigma_min,
     # 0.1 × its kappa std); Gaussian: 1e-3 (its first level is sigma_max, its levels n_levels)
@@ -101,6 +104,9 @@ class PosteriorConfig:
             v = getattr(self, name)
             if v is not None and self.sigma_max is not None and not v < self.sigma_max:
                 raise _err(name, f"must be < posterior.sigma_max ({self.sigma_max}), got {v}")
+        if self.denoise == "draw_given_data" and self.annealed_likelihood != "inflated":
+            raise _err("denoise", "'draw_given_data' needs posterior.annealed_likelihood: inflated (with the "
+                       "split likelihood the data are already in κ_σ: use 'draw')")
         if not self.trajectory_length > 0:
             raise _err("trajectory_length", f"must be > 0, got {self.trajectory_length}")
         if not 0 < self.target_accept < 1:
@@ -159,7 +165,8 @@ def sampler_settings(pc: PosteriorConfig, prior, grid_shape: tuple[int, int]):
         trajectory_length=pc.trajectory_length, leapfrog_steps=pc.leapfrog_steps,
         max_leapfrog_steps=pc.max_leapfrog_steps, step_size=pc.step_size, target_accept=pc.target_accept,
         metropolis=pc.metropolis, max_energy_error=pc.max_energy_error, denoise=pc.denoise,
-        max_restarts=pc.max_restarts, reduced_shear=pc.reduced_shear, antithetic=pc.antithetic)
+        max_restarts=pc.max_restarts, reduced_shear=pc.reduced_shear, antithetic=pc.antithetic,
+        likelihood=pc.annealed_likelihood)
 
 
 def map_settings(pc: PosteriorConfig, prior, grid_shape: tuple[int, int]):

@@ -4,7 +4,7 @@ Target at noise level σ (one chain, κ on the padded grid):
 
     log π_σ(κ) = log L_σ(κ) + log p_σ(κ),
 
-with L_σ the shear likelihood whose noise is inflated by σ² (infer.likelihood) and p_σ the prior
+with L_σ the shear likelihood of κ_σ (infer.likelihood: split or inflated) and p_σ the prior
 smoothed by Gaussian noise σ, known only through its score s(κ, σ) = ∇ log p_σ(κ). A chain starts from
 the σ_max-smoothed Gaussian prior and runs a few HMC transitions at each level of a geometric schedule
 σ_max → σ_min; at σ_min it keeps drawing, and every draw is denoised with Tweedie's formula

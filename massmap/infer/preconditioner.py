@@ -1,6 +1,7 @@
 """The sampler's mass matrix: the Gaussian-limit posterior curvature, diagonal in Fourier space.
 
-With s_k the prior's per-mode variance and w̄(σ) the mean data weight (likelihood.mean_weight), the
+With s_k the prior's per-mode variance and w̄(σ) the mean data weight (likelihood.mean_weight, or
+likelihood.split_weight's mean for the split likelihood), the
 curvature of −log π_σ per Fourier mode in the Gaussian limit is
 
     h_k(σ) = 1 / (s_k + σ²) + w̄(σ)   (k ≠ 0),

@@ -4,6 +4,8 @@
 Every chain c (key below) follows one policy (Remy et al. 2022, with the step-size rules of
 massmap.infer.annealed):
 
+0. at level σ the data's term is the likelihood of κ_σ named by ``likelihood`` (massmap.infer.likelihood:
+   'split', exact below the noise and continuous into the inflated one above it, or 'inflated');
 1. start from a zero-mean draw of the σ_max-smoothed Gaussian of the preconditioner's spectrum;
 2. annealing: ``steps_per_level`` transitions at each level of the geometric schedule σ_max → σ_min,
    the cached terms re-evaluated at each new σ, the step size adapted downwards only (ADAPT_DOWN);
@@ -63,12 +65,14 @@ from massmap.infer.annealed import (ADAPT, ADAPT_DOWN, FROZEN, HMCState, anneale
                                     conditional_draw_given_data, denoise, init_position, initial_log_step_size,
                                     run_level, sigma_schedule)
 from massmap.infer.diagnostics import effective_sample_size, split_rhat
-from massmap.infer.likelihood import PaddedShear, log_likelihood_and_grad, mean_weight
+from massmap.infer.likelihood import (PaddedShear, log_likelihood_and_grad, mean_weight, split_fraction,
+                                      split_log_likelihood_and_grad, split_weight)
 from massmap.infer.preconditioner import fourier_precision, prior_spectrum
 from massmap.ops.shear import crop_map
 from massmap.prior.base import single_map_score
 
 SUMMARIES = ("VARIANCE", "CENTRE_MEAN", "PEAK")  # per-draw scalars whose R̂ and ESS are reported
+LIKELIHOODS = ("split", "inflated")  # the annealed likelihood (massmap.infer.likelihood)
 DENOISE = ("tweedie", "draw", "draw_given_data", "none")  # the final step of a draw (module docstring)
 CONDITIONAL = ("draw", "draw_given_data")  # final steps that draw: their conditional means are kept apart
 DRAW_KEY = 1_000_000  # conditional draw j of a chain uses fold_in(chain key, DRAW_KEY + j)
@@ -97,12 +101,18 @@ class SamplerSettings:
     max_restarts: int = 2
     reduced_shear: bool = False
     antithetic: bool = True  # chains 2i, 2i + 1 as antithetic pairs (module docstring)
+    likelihood: str = "split"  # annealed likelihood: 'split' (exact as σ² ≪ σ_i²) or 'inflated' (massmap.infer.likelihood)
 
     def __post_init__(self):
         if self.n_samples < 1 or self.chains < 1:
             raise ValueError(f"n_samples and chains must be >= 1, got {self.n_samples} and {self.chains}")
         if self.denoise not in DENOISE:
             raise ValueError(f"denoise must be one of {DENOISE}, got {self.denoise!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if self.likelihood == "split" and self.denoise == "draw_given_data":
+            raise ValueError("denoise 'draw_given_data' belongs to the inflated likelihood: with the split one "
+                             "the data are already in κ_σ (p(κ | κ_σ, data) = p(κ | κ_σ)); use 'draw'")
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min:g} and {self.sigma_max:g}")
 
@@ -116,7 +126,7 @@ class SamplerSettings:
 
     def kernel(self) -> tuple:
         """The settings the compiled HMC kernel depends on (a hashable key)."""
-        return (self.reduced_shear, self.trajectory_length, self.leapfrog_steps, self.max_leapfrog_steps,
+        return (self.reduced_shear, self.likelihood, self.trajectory_length, self.leapfrog_steps, self.max_leapfrog_steps,
                 self.metropolis, self.max_energy_error, self.target_accept)
 
 
@@ -160,6 +170,7 @@ class SamplerInfo(NamedTuple):
     sigma_min: float
     prior: str
     preconditioner: str
+    split_fraction: np.ndarray  # per level: t of the split likelihood (0 for the inflated one; massmap.infer.likelihood)
 
     @property
     def rhat_max(self) -> float:
@@ -231,12 +242,23 @@ def build_level(kernel: tuple, prior, mesh=None) -> Callable:
     ``shard_map``: each device runs the vmapped level on its own chains, with its own leapfrog loop
     lengths and no communication (the program of one device with B/D chains).
     """
-    reduced, traj, n_leap, max_leap, metropolis, max_err, target = kernel
+    reduced, lik, traj, n_leap, max_leap, metropolis, max_err, target = kernel
     score = single_map_score(prior)
 
     def level(data, mode_var, keys, signs, states, sigma, n_steps, mode, reinit):
-        alg = annealed_hmc(lambda k, s: log_likelihood_and_grad(k, data, s, reduced), score,
-                           lambda s: fourier_precision(mode_var, mean_weight(data, s), s),
+        if lik == "split":
+            def logl(k, s):
+                return split_log_likelihood_and_grad(k, data, s, reduced)
+
+            def precision(s):
+                return fourier_precision(mode_var, jnp.mean(split_weight(data, s)), s)
+        else:
+            def logl(k, s):
+                return log_likelihood_and_grad(k, data, s, reduced)
+
+            def precision(s):
+                return fourier_precision(mode_var, mean_weight(data, s), s)
+        alg = annealed_hmc(logl, score, precision,
                            trajectory_length=traj, leapfrog_steps=n_leap, max_leapfrog_steps=max_leap,
                            metropolis=metropolis, max_energy_error=max_err, target_accept=target)
         return jax.vmap(lambda k, sg, st: run_level(alg, k, st, sigma, n_steps, mode, reinit, sg))(keys, signs, states)
@@ -459,6 +481,7 @@ def sample_posterior(key: jax.Array, data: PaddedShear, prior, settings: Sampler
         n_chains=int(chains), n_chains_used=len(kept), draws_per_chain=int(n_draws), n_failed_runs=int(failures),
         n_restarts=int(restarts), n_dropped=int(dropped), n_score_evals=int(total_evals), rhat=rhat, ess=ess,
         sigma_max=float(settings.sigma_max), sigma_min=float(settings.sigma_min), prior=str(prior.name),
-        preconditioner=how)
+        preconditioner=how, split_fraction=np.array([float(split_fraction(data, s)) if settings.likelihood == "split"
+                                                     else 0.0 for s in schedule]))
     mean, error = mean_and_error(*zip(*units.values()))
     return from_samples(np.concatenate(samples), info, mean, error)

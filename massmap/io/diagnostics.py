@@ -1,7 +1,8 @@
 """The DIAGNOSTICS table of a reconstruction: sampler and MAP diagnostics as FITS columns and cards.
 
 Columns, one row per annealing level: SIGMA, ACCEPTANCE, STEP_SIZE, LEAPFROG_STEPS, DIVERGENT (the
-sampler, averaged or summed over chains kept) and MAP_STEP_RMS, MAP_STEP_SCALE, MAP_REJECTED,
+sampler, averaged or summed over chains kept), SPLIT_FRACTION (the split likelihood's t at the
+level, 0 for the inflated one: massmap.infer.likelihood) and MAP_STEP_RMS, MAP_STEP_SCALE, MAP_REJECTED,
 MAP_STABLE (the MAP ascent). Header cards: ACCEPTANCE_DRAWS, STEP_SIZE_DRAWS, DIVERGENT_DRAWS,
 N_CHAINS, N_CHAINS_USED, DRAWS_PER_CHAIN, N_FAILED_RUNS, N_RESTARTS, N_DROPPED, N_SCORE_EVALS,
 RHAT_<stat>, ESS_<stat>, SIGMA_MAX, SIGMA_MIN, PRIOR, PRECONDITIONER, MAP_SIGMA_FINAL,
@@ -27,7 +28,8 @@ def diagnostics_table(posterior: PosteriorSamples | None, estimate: MapEstimate 
     info = posterior.info if posterior is not None else None
     if info is not None:
         cols.update(SIGMA=info.sigma, ACCEPTANCE=info.acceptance, STEP_SIZE=info.step_size,
-                    LEAPFROG_STEPS=info.leapfrog_steps, DIVERGENT=info.divergent)
+                    LEAPFROG_STEPS=info.leapfrog_steps, DIVERGENT=info.divergent,
+                    SPLIT_FRACTION=info.split_fraction)
         cards.update(ACCEPTANCE_DRAWS=info.acceptance_draws, STEP_SIZE_DRAWS=info.step_size_draws,
                      DIVERGENT_DRAWS=info.divergent_draws, N_CHAINS=info.n_chains, N_CHAINS_USED=info.n_chains_used,
                      DRAWS_PER_CHAIN=info.draws_per_chain, N_FAILED_RUNS=info.n_failed_runs,
