@@ -527,6 +527,13 @@ def test_bad_inputs():
         load_config(overrides=["posterior.target_accept=1.5"])
     with pytest.raises(ConfigError, match="posterior.sigma_min"):
         load_config(overrides=["posterior.sigma_min=0.1", "posterior.sigma_max=0.05"])
+    # the data-aware final draw belongs to the inflated likelihood (with the split one it counts the data twice)
+    with pytest.raises(ConfigError, match="posterior.denoise.*annealed_likelihood: inflated"):
+        load_config(overrides=["posterior.denoise=draw_given_data"])
+    assert load_config(overrides=["posterior.denoise=draw_given_data",
+                                  "posterior.annealed_likelihood=inflated"]).posterior.denoise == "draw_given_data"
+    with pytest.raises(ConfigError, match="posterior.annealed_likelihood"):
+        load_config(overrides=["posterior.annealed_likelihood=deflated"])
     with pytest.raises(InputError, match="GAMMA2"):
         run_posterior(g1, g2[:-1], noise, mask, PIX, 0, cfg, key, progress=False)
     with pytest.raises(InputError, match="no pixel carries shear data"):
