@@ -36,6 +36,8 @@ class PriorConfig:
     sigma_min: Optional[float] = None  # κ units; null = 0.01 × the training κ standard deviation
     sigma_max: Optional[float] = None  # κ units; null = 10 × the training κ standard deviation
     sigma_distribution: Literal["log-uniform", "uniform"] = "log-uniform"
+    loss_weighting: Literal["sigma2", "wiener"] = "sigma2"  # per-map weight of the DSM loss across σ:
+    # 'sigma2' the plain DSM loss; 'wiener' each map's loss over the Wiener denoiser's expected loss at its σ
     # --- optimisation ---
     steps: int = 2000
     batch_size: int = 16

@@ -30,7 +30,7 @@ from massmap.io.priors import write_prior
 from massmap.io.training_data import load_training_data, stack_regions
 from massmap.plots.training import write_denoise_plot, write_loss_plot
 from massmap.prior.augment import make_patch_source, sample_patches
-from massmap.prior.dsm import base_residual, white_mode_variance
+from massmap.prior.dsm import base_residual, loss_weights, white_mode_variance
 from massmap.prior.hybrid import empirical_cl, hybrid_mode_variance
 from massmap.prior.training import (Hyper, TrainSpec, data_parallel_sharding, fold_spectral_norm, init_train,
                                     make_hyper, residual_apply, train_step, validation_loss)
@@ -74,7 +74,7 @@ def train_spec(pc, kappa_std: float, sigma_min: float, sigma_max: float) -> tupl
                        final_lr_fraction=pc.final_lr_fraction, weight_decay=pc.weight_decay,
                        grad_clip=pc.grad_clip, ema_decay=pc.ema_decay, sigma_min=sigma_min / kappa_std,
                        sigma_max=sigma_max / kappa_std)
-    return TrainSpec(unet, pc.npix, pc.batch_size, pc.sigma_distribution), hyper
+    return TrainSpec(unet, pc.npix, pc.batch_size, pc.sigma_distribution, pc.loss_weighting), hyper
 
 
 @contextlib.contextmanager
@@ -186,6 +186,9 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
     val_sigma = jnp.asarray(np.geomspace(sigma_min / std, sigma_max / std, n_val), jnp.float32)
     val_noise = jax.random.normal(jax.random.fold_in(k_val, 1), val_clean.shape, jnp.float32)
 
+    # the validation curve is the training objective: per-map losses with the same σ weights
+    val_weights = np.asarray(loss_weights(val_sigma, pc.loss_weighting, wiener_var))
+
     def val_losses(params, net_state, sp) -> np.ndarray:
         out = [validation_loss(params, net_state, val_clean[i:i + pc.batch_size], val_sigma[i:i + pc.batch_size],
                                val_noise[i:i + pc.batch_size], mode_var, sp)
@@ -222,7 +225,7 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
 
     sharding = data_parallel_sharding(pc.batch_size)
     if sharding is not None:  # parameters, optimiser state and data on every device; the batch split
-        state, source, mode_var = parallel.replicate((state, source, mode_var), sharding.mesh)
+        state, source, mode_var, wiener_var = parallel.replicate((state, source, mode_var, wiener_var), sharding.mesh)
     step = int(state.step)
     losses = list(history["train_loss"][:step])
     val_steps, val_vals = list(history["val_step"]), list(history["val_loss"])
@@ -240,7 +243,7 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
     t_last, s_last = time.perf_counter(), step
     with _stop_requests() as stop, bar:
         while step < pc.steps:
-            state, info = train_step(state, source, mode_var, hyper, spec, sharding)
+            state, info = train_step(state, source, mode_var, hyper, spec, sharding, wiener_var)
             step += 1
             loss = float(info.loss)
             if not np.isfinite(loss):
@@ -249,7 +252,7 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
             losses.append(loss)
             if step % pc.val_every == 0 or step == pc.steps:
                 val_steps.append(step)
-                val_vals.append(float(val_losses(exported(state), {}, export_spec).mean()))
+                val_vals.append(float((val_losses(exported(state), {}, export_spec) * val_weights).mean()))
             if on_step is not None:
                 on_step(step, loss)
             if stop["signal"] is not None:
@@ -292,7 +295,7 @@ def run_train_prior(config, data_paths, output, resume: bool = False, overwrite:
         "train_regions": [r.describe(data.labels) for r in data.train],
         "val_regions": [r.describe(data.labels) for r in data.val],
         "steps": pc.steps, "batch_size": pc.batch_size, "seed": config.seed,
-        "sigma_distribution": pc.sigma_distribution,
+        "sigma_distribution": pc.sigma_distribution, "loss_weighting": pc.loss_weighting,
         "augmentation": "random crops inside regions + the 8 flips/rotations (D4)",
     }
     arch = {"kind": "residual UNet, periodic padding, FiLM σ-conditioning",

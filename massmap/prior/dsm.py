@@ -34,6 +34,21 @@ How the network output F enters (``UNetSpec.residual``):
   chains at small σ then run away to maps with orders of magnitude too much large-scale power
   (measured on PM maps, docs/priors.md). Where noise dominates (s_k ≪ σ²) both forms agree (w_k → 1).
   With a white S (plain prior) w_k = σ²/(1 + σ²) for every mode.
+
+**Loss weighting across σ** (``TrainSpec.loss_weighting``). The DSM loss of one map at noise σ,
+E‖u + r‖²/N, is the squared error of its Tweedie denoiser D = y + σr divided by σ²: it ranges from
+≈ 1 at small σ to ≈ 0.01 at σ = 10 (the noise swamps the map and any denoiser is nearly exact in these
+units). With the plain average over a batch (``'sigma2'``, the usual λ(σ) = σ² weighting of the score
+error) the small-σ maps dominate the gradient, and the network learns next to nothing at the σ of the
+shear noise, where the posterior mean is made. ``'wiener'`` divides each map's loss by
+
+    L_W(σ) = (1/N) Σ_k s_k / (s_k + σ²),
+
+the expected DSM loss of the Wiener denoiser of per-mode variances s_k (the training C_ℓ) on any maps
+with that spectrum: per mode, u + r_W = (s_k u − σ x)/(s_k + σ²) has variance s_k/(s_k + σ²). The
+weighted loss is the network denoiser's mean squared error relative to the Wiener denoiser's, so every
+σ counts by how much better than Wiener the network is there. The minimiser at each σ is the same
+(the exact score); only the share of the network's capacity each σ gets changes.
 """
 from __future__ import annotations
 
@@ -45,6 +60,7 @@ from massmap.prior.gaussian import gaussian_score
 from massmap.prior.unet import ScoreUNet, UNetSpec
 
 RESIDUALS = ("edm", "mean-shift")  # how the network output enters the residual (module docstring)
+LOSS_WEIGHTINGS = ("sigma2", "wiener")  # per-map weight of the DSM loss across σ (module docstring)
 
 
 def sample_sigma(key: jax.Array, shape: tuple, sigma_min: float, sigma_max: float,
@@ -93,9 +109,27 @@ def mean_shift_output(f: jnp.ndarray, sigma: jnp.ndarray, mode_var: jnp.ndarray)
     return jnp.fft.ifft2(jnp.fft.fft2(f) * w).real.astype(f.dtype)
 
 
+def wiener_dsm_loss(sigma: jnp.ndarray, mode_var: jnp.ndarray) -> jnp.ndarray:
+    """L_W(σ) = mean_k s_k/(s_k + σ²) for σ (B,): the expected DSM loss of the Wiener denoiser of
+    per-mode variances ``mode_var`` (ny, nx) on maps of that spectrum (module docstring)."""
+    sig2 = (sigma * sigma)[:, None, None]
+    return jnp.mean(mode_var / (mode_var + sig2), axis=(-2, -1))
+
+
+def loss_weights(sigma: jnp.ndarray, weighting: str, wiener_var: jnp.ndarray) -> jnp.ndarray:
+    """Per-map weights (B,) of the DSM loss: ones ('sigma2') or 1/L_W(σ) ('wiener')."""
+    if weighting == "sigma2":
+        return jnp.ones_like(sigma)
+    if weighting == "wiener":
+        return 1.0 / wiener_dsm_loss(sigma, wiener_var)
+    raise ValueError(f"unknown loss weighting {weighting!r} (one of {', '.join(LOSS_WEIGHTINGS)})")
+
+
 def dsm_loss(net: hk.TransformedWithState, params, state, clean: jnp.ndarray, sigma: jnp.ndarray,
-             noise: jnp.ndarray, mode_var: jnp.ndarray):
-    """Mean DSM loss over the batch, with (per-map losses (B,), new network state) as aux."""
+             noise: jnp.ndarray, mode_var: jnp.ndarray, weights: jnp.ndarray | None = None):
+    """Mean DSM loss over the batch (each map's loss times ``weights``, default 1), with (unweighted
+    per-map losses (B,), new network state) as aux."""
     r, state = net.apply(params, state, None, clean + sigma[:, None, None] * noise, sigma, mode_var)
     per_map = jnp.mean((noise + r) ** 2, axis=(-2, -1))
-    return jnp.mean(per_map), (per_map, state)
+    weighted = per_map if weights is None else per_map * weights
+    return jnp.mean(weighted), (per_map, state)

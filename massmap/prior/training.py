@@ -23,7 +23,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from massmap.prior.augment import PatchSource, sample_patches
-from massmap.prior.dsm import dsm_loss, residual_network, sample_sigma
+from massmap.prior.dsm import dsm_loss, loss_weights, residual_network, sample_sigma
 from massmap.prior.spectral_norm import fold_grid_norm
 from massmap.prior.unet import UNetSpec
 
@@ -35,6 +35,7 @@ class TrainSpec(NamedTuple):
     npix: int
     batch_size: int
     sigma_distribution: str
+    loss_weighting: str = "sigma2"  # per-map weight across σ (massmap.prior.dsm.loss_weights)
 
 
 class Hyper(NamedTuple):
@@ -111,10 +112,13 @@ def init_train(key: jax.Array, spec: TrainSpec, hyper: Hyper, mode_var: jnp.ndar
 
 @functools.partial(jax.jit, static_argnames=("spec", "batch_sharding"))
 def train_step(state: TrainState, source: PatchSource, mode_var: jnp.ndarray, hyper: Hyper,
-               spec: TrainSpec, batch_sharding=None) -> tuple[TrainState, TrainInfo]:
+               spec: TrainSpec, batch_sharding=None, wiener_var: jnp.ndarray | None = None
+               ) -> tuple[TrainState, TrainInfo]:
     """One optimisation step (pure; the batch is drawn from ``source`` with the state's key).
 
     ``mode_var``: per-mode variances of the analytic base term (ones for a plain prior).
+    ``wiener_var``: per-mode variances of the training C_ℓ, for ``spec.loss_weighting == 'wiener'``
+    (None: ``mode_var``, which is that for a hybrid prior).
     ``batch_sharding`` (data parallel, massmap.parallel.batch_sharding): the batch's patches, noise
     levels and noise are split over the devices along the batch axis, with the state replicated on
     them (:func:`massmap.parallel.replicate`); the loss is a batch mean, so XLA sums the per-device
@@ -129,8 +133,9 @@ def train_step(state: TrainState, source: PatchSource, mode_var: jnp.ndarray, hy
     noise = jax.random.normal(k_noise, clean.shape, jnp.float32)
     if batch_sharding is not None:
         clean, sigma, noise = jax.lax.with_sharding_constraint((clean, sigma, noise), batch_sharding)
+    weights = loss_weights(sigma, spec.loss_weighting, mode_var if wiener_var is None else wiener_var)
     (loss, (_, net_state)), grads = jax.value_and_grad(dsm_loss, argnums=1, has_aux=True)(
-        net, state.params, state.net_state, clean, sigma, noise, mode_var)
+        net, state.params, state.net_state, clean, sigma, noise, mode_var, weights)
     updates, opt_state = optimizer(hyper).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     t = state.step.astype(jnp.float32)
