@@ -110,8 +110,9 @@ def snapshot_power(cosmo: Cosmology, mesh: int, box: float, seeds: list[int], ca
 
     With ``calibrate``: at each such snapshot scan the PGD amplitude α on the same particles (the N-body
     runs once per seed) and solve for the α at which the mean of log(P_PGD/halofit) over the fit range
-    k ∈ ``fit_k`` (default [0.3, 1.5] h/Mpc; summed over seeds) is zero, taking the first zero crossing from small α (the
-    rising, non-saturated side of the response). Prints the resulting table for simulate.pm.
+    k ∈ ``fit_k`` (default [0.3, 1.5] h/Mpc; summed over seeds) is zero, taking the first zero crossing
+    from small α (the rising, non-saturated side of the response). Prints the resulting table for
+    simulate.pm.
     """
     from massmap.config.pm import PMConfig, pm_params_of
     from massmap.sim import pm as pmops
