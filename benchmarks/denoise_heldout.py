@@ -12,7 +12,9 @@ sizes or validation sets are compared like for like.
 
 ``--torus-draws N`` gives, for every prior and without sampling, the Pearson r of that prior's exact
 posterior mean for shear data on the torus (below) over N noise draws shared by the priors, with each
-prior's paired difference from the first: how candidate priors rank where the posterior mean is known.
+prior's paired difference from the first: how candidate priors rank where the posterior mean is known;
+``--grf-fields M`` adds the same on M Gaussian fields of the halofit C_ℓ, where the Wiener filter of
+that C_ℓ is the exact posterior mean (how much a PM-trained prior costs out of distribution).
 
 With ``--posterior-samples N`` it also runs the posterior sampler (default settings, N samples) on each
 map as shear data on the torus: κ periodic, pad 0, uniform noise σ_n per component, no mask. There P is
@@ -215,6 +217,33 @@ def exact_torus_means(maps: np.ndarray, priors: dict, sigma_n: float, draws: int
     return out
 
 
+def gaussian_fields(n: int, npix: int, pixel_size_arcmin: float, seed: int) -> tuple[np.ndarray, object]:
+    """``n`` Gaussian fields of the jax-cosmo halofit C_ℓ of the default config (sources at z = 1, as the
+    training maps) and that C_ℓ's Gaussian prior: out-of-distribution truth for a PM-trained prior."""
+    from massmap.config import load_config
+    from massmap.ops.spectra import cl_on_grid, gaussian_random_field
+
+    signal = massmap.signal_prior(load_config([], ["sources.z_source=1.0"]), pixel_size_arcmin, ell_max=2e4)
+    clg = cl_on_grid(signal.ell, signal.cl, npix, npix, pixel_size_arcmin)
+    maps = gaussian_random_field(jax.random.PRNGKey(seed + 3), jnp.asarray(clg), pixel_size_arcmin, (n,))
+    return np.asarray(maps, np.float64), signal
+
+
+def halofit_wiener_r(maps: np.ndarray, signal, sigma_n: float, draws: int, seed: int) -> float:
+    """Mean r of the Wiener filter of the halofit C_ℓ (the exact posterior mean on Gaussian fields of that
+    C_ℓ) on the torus, with the noise draws of :func:`exact_torus_means`."""
+    truth = maps - maps.mean(axis=(-2, -1), keepdims=True)
+    s = signal.mode_variance(*maps.shape[-2:])
+    rng = np.random.default_rng(seed + 2)
+    r = []
+    for _ in range(draws):
+        noise = sigma_n * rng.standard_normal(truth.shape)
+        kappa_e = jnp.asarray(truth + noise - noise.mean(axis=(-2, -1), keepdims=True), jnp.float32)
+        w = np.asarray(fourier_multiply(kappa_e, s / (s + sigma_n ** 2)), np.float64)
+        r += [pearson(a - a.mean(), t) for a, t in zip(w, truth)]
+    return float(np.mean(r))
+
+
 def print_exact_torus(res: dict, names: list[str]) -> None:
     print(f"\nexact posterior mean on the torus (σ_n {res['sigma_n']:.4f}, {res['draws']} noise draws shared by the "
           f"priors): Wiener filter of {names[0]}'s C_ℓ r {res['wiener_r']:.4f}")
@@ -295,6 +324,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
     ap.add_argument("--torus-draws", type=int, default=0,
                     help="r of each prior's exact posterior mean on the torus over this many shared noise draws (0: no)")
+    ap.add_argument("--grf-fields", type=int, default=0,
+                    help="with --torus-draws: also on this many Gaussian fields of the halofit C_ℓ (out of distribution)")
     ap.add_argument("--posterior-samples", type=int, default=0,
                     help="also run the sampler with this many samples on the torus (first prior; 0: no)")
     ap.add_argument("--shear-noise", type=float, default=0.26 / np.sqrt(30.0),
@@ -322,6 +353,15 @@ def main(argv=None) -> int:
     if args.torus_draws > 0:
         result["exact_torus"] = exact_torus_means(maps, priors, args.shear_noise, args.torus_draws, args.seed)
         print_exact_torus(result["exact_torus"], names)
+        if args.grf_fields > 0:
+            pixel0 = float(next(iter(priors.values())).pixel_size_arcmin)
+            grf, signal = gaussian_fields(args.grf_fields, maps.shape[-1], pixel0, args.seed)
+            res = exact_torus_means(grf, priors, args.shear_noise, args.torus_draws, args.seed)
+            res["halofit_wiener_r"] = halofit_wiener_r(grf, signal, args.shear_noise, args.torus_draws, args.seed)
+            result["exact_torus_gaussian_fields"] = res
+            print(f"\non {args.grf_fields} Gaussian fields of the halofit C_ℓ (out of distribution; there the Wiener "
+                  f"filter of the halofit C_ℓ is the exact posterior mean): its r {res['halofit_wiener_r']:.4f}")
+            print_exact_torus(res, names)
     if args.posterior_samples > 0:
         print(f"\nposterior on the torus: {names[0]}, {args.posterior_samples} samples, σ_n {args.shear_noise:.4f}, "
               f"pad {args.pad}")
