@@ -107,7 +107,7 @@ submit-multi-gpu: $(STAMP)
 	$(MM) submit configs/slurm/multi-gpu.sbatch --field gpus=$(GPUS) --field command="$(COMMAND)"
 
 # The shipped default score prior (massmap/data/priors/default.h5), from the project's own PM simulations:
-# 400 ray-traced maps (≈ 70 min on 2 CPU cores, resumable) and 2400 training steps (≈ 20 min).
+# 400 ray-traced maps (35–70 min on 2 CPU cores, resumable) and 3000 training steps (≈ 45 min).
 prior: default-prior
 
 default-prior: $(STAMP)
@@ -125,9 +125,9 @@ clean:
 # The posterior-quality benchmark of issue 13: the shipped prior against Wiener and smoothed KS on
 # 8 held-out PM fields (configs/heldout-pm-1arcmin.yaml) and, out of distribution, on lognormal and
 # Gaussian fields; tables on stdout, JSON and sample-statistics figures in benchmarks/results/posterior-*.
-# As committed (docs/posterior.md): the posterior default of 100 samples per PM field (about 9 min
-# each on 2 CPU cores) and 16 per out-of-distribution field (3 of each kind, about 2 min each),
-# ≈ 1 h 20 min in all; VALIDATE_SAMPLES=24 for a quicker look.
+# As committed (docs/posterior.md): the posterior default of 100 samples per PM field (about 6 min
+# each on 2 CPU cores) and 16 per out-of-distribution field (3 of each kind, about 1 min each),
+# ≈ 55 min in all; VALIDATE_SAMPLES=24 for a quicker look.
 VALIDATE_SAMPLES ?= 100
 OOD_SAMPLES ?= 16
 validate-posterior: $(STAMP)

@@ -625,10 +625,11 @@ def test_shipped_prior_posterior_mean_is_its_own_tweedie_denoiser_on_a_torus():
     Measure: the systematic part of the difference, √(rms(m − t)² − mean ε²) with ε the mean's reported
     Monte-Carlo error (16 samples in 8 antithetic units), against rms(w − t), w the Wiener filter of the
     same C_ℓ (the posterior mean under the Gaussian part of the prior alone: what the network changes).
-    Measured 0.34 of it at the defaults (0.31–0.45 over three seeds and two grid sizes); the old end
-    point (σ_min 0.1 τ with Tweedie's mean alone) gives 0.67–1.09, σ_min = 2 τ 1.0–1.3: 0.5 tells them
-    apart. The RMSE to the truth must also be within 2% of the exact mean's (measured 0.3%; σ_min = 2 τ:
-    +2.2%)."""
+    Measured 0.32 of it at the defaults with the prior shipped on 2026-12-08 (the previous prior: 0.34,
+    0.31–0.45 over three seeds and two grid sizes); with that prior the old end point (σ_min 0.1 τ with
+    Tweedie's mean alone) gave 0.67–1.09, σ_min = 2 τ 1.0–1.3: 0.5 tells them apart. The RMSE to the
+    truth must also be within 2% of the exact mean's (measured 0.8%, 0.3% with the previous prior;
+    σ_min = 2 τ: +2.2%)."""
     from massmap.config.posterior import sampler_settings
     from massmap.infer.sampler import sample_posterior
     from massmap.io.priors import load_prior

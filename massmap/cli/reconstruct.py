@@ -13,9 +13,10 @@ from massmap.cli.common import config_options, main, resolve_config, user_errors
               help="ks, wiener, posterior, map, or all (comma-separated lists work too; with --geometry healpix, "
                    "all = ks,wiener and the tiled posterior is asked for by name). map: the end point of an annealed "
                    "gradient ascent on the posterior (one map, no uncertainty); with the Gaussian prior it is the "
-                   "Wiener map; with the shipped prior its RMSE on held-out PM fields is 3% below Wiener's on "
-                   "average, a prior trained on other maps may give a spiky MAP: check it against the posterior "
-                   "mean (docs/posterior.md).")
+                   "Wiener map; with a learned prior it is a mode of a density known only through its score, not an "
+                   "estimate with known errors: with the shipped prior about as good as Wiener on held-out PM "
+                   "fields (RMSE 1.4% lower on average, worse on 3 of 8) and erratic in its end point, and a prior "
+                   "trained on other maps may give a spiky MAP. Prefer the posterior mean (docs/posterior.md).")
 @click.option("--prior", default=None, metavar="PRIOR.h5|gaussian",
               help="Prior of the posterior methods (= --set posterior.prior=...); default: the shipped prior.")
 @click.option("--n-samples", type=int, default=None, help="Posterior samples (= --set posterior.n_samples=N).")
